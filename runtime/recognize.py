@@ -1,0 +1,209 @@
+"""From a page image to tokens: the ONNX Runtime session, batching and CTC decoding.
+
+Model contract (export/ produces exactly this): input `image`, float32 [N, 1, H, W] with
+ink = 1 and paper = 0; output `log_probs`, float32 [N, T, C], log-softmax, class 0 = CTC blank.
+The vocabulary, input height and width stride travel in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import image as img
+from . import semantic
+from .vocab import Vocabulary
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "crnn.onnx"
+
+
+class ModelError(RuntimeError):
+    """The model is missing, corrupt or does not follow the contract."""
+
+
+@dataclass(frozen=True)
+class Staff:
+    bbox: tuple[int, int, int, int]  # page pixels (x0, y0, x1, y1)
+    tokens: tuple[str, ...]
+    confidence: float
+
+    def to_dict(self) -> dict:
+        return {"bbox": list(self.bbox), "tokens": list(self.tokens),
+                "confidence": round(self.confidence, 4)}
+
+
+@dataclass(frozen=True)
+class Score:
+    """What was read from one image: its staves in reading order."""
+
+    staves: tuple[Staff, ...]
+    image_size: tuple[int, int] = (0, 0)  # (width, height) of the page as loaded
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def tokens(self) -> list[str]:
+        """All staves' tokens in reading order, repaired as one sequence."""
+        return semantic.repair([t for staff in self.staves for t in staff.tokens])
+
+    @property
+    def notes(self) -> list[semantic.NoteEvent]:
+        return semantic.notes_from_tokens(self.tokens)
+
+    def to_midi(self, path: str | os.PathLike, tempo: float = 100.0, program: int = 0) -> None:
+        from .midi import MidiOptions
+        from .writers import write_output
+
+        write_output(self, Path(path), "midi", MidiOptions(tempo=tempo, program=program))
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    vocab: Vocabulary
+    input_height: int
+    width_stride: int
+    name: str
+    version: str
+
+
+class Recognizer:
+    """Loads the ONNX model once; `read` turns an image file into a Score."""
+
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
+                 threads: int | None = None) -> None:
+        self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        self.session = _session(self.model_path, device, threads)
+        self.info = _model_info(self.session, self.model_path)
+
+    def read(self, path: str | os.PathLike, single_staff: bool = False) -> Score:
+        """Recognise every staff of the page (or the one staff of a crop) in `path`."""
+        clock = time.perf_counter()
+        gray = img.load_gray(path)
+        return self.read_array(gray, single_staff, {"load": time.perf_counter() - clock})
+
+    def read_array(self, gray: np.ndarray, single_staff: bool = False,
+                   timings: dict[str, float] | None = None) -> Score:
+        from . import staves as st
+
+        timings = dict(timings or {})
+        clock = time.perf_counter()
+        if gray.ndim != 2 or min(gray.shape) < 8:
+            raise img.ImageError("image is too small to hold a staff")
+        if img.is_blank(gray):
+            raise img.ImageError("image is blank (no contrast)")
+        height = self.info.input_height
+        if single_staff:
+            crops = [st.normalize_staff_crop(gray, height)]
+            boxes = [(0, 0, gray.shape[1], gray.shape[0])]
+            timings["detect"] = time.perf_counter() - clock
+        else:
+            found = st.detect_staves(gray)
+            timings["detect"] = time.perf_counter() - clock
+            if not found:
+                raise st.StaffError("no staff found on the page")
+            clock = time.perf_counter()
+            crops = [st.staff_crop(gray, staff, height) for staff in found]
+            boxes = [_clip(staff.bbox, gray.shape) for staff in found]
+            timings["prepare"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        log_probs, lengths = self.run(crops)
+        timings["recognize"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        staves = []
+        for box, probs, length in zip(boxes, log_probs, lengths):
+            ids, confidence = greedy_decode(probs[:length])
+            tokens = semantic.repair(self.info.vocab.decode(ids), open_end=True)
+            staves.append(Staff(box, tuple(tokens), confidence))
+        timings["decode"] = time.perf_counter() - clock
+        return Score(tuple(staves), (gray.shape[1], gray.shape[0]), timings)
+
+    def run(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
+        """All crops as one batch, right-padded with paper; log-probs and valid frame counts."""
+        width = max(c.shape[1] for c in crops)
+        # Round up so a few sizes repeat: ONNX Runtime reuses buffers for repeated shapes.
+        width = int(math.ceil(width / self.info.width_stride) * self.info.width_stride)
+        batch = np.zeros((len(crops), 1, self.info.input_height, width), np.float32)
+        for k, crop in enumerate(crops):
+            batch[k, 0, :, : crop.shape[1]] = img.model_input(crop)
+        try:
+            (out,) = self.session.run(["log_probs"], {"image": batch})
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ModelError(f"model failed to run: {_first_line(err)}") from err
+        frames = out.shape[1]
+        lengths = [max(1, min(frames, math.ceil(c.shape[1] * frames / width))) for c in crops]
+        return out, lengths
+
+
+def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
+    """Best class per frame, repeats collapsed, blanks dropped; confidence of what was emitted.
+
+    Confidence is the mean probability of the winning class over the non-blank frames
+    (1.0 for an empty result: nothing was claimed).
+    """
+    best = log_probs.argmax(axis=1)
+    keep = np.ones(len(best), bool)
+    keep[1:] = best[1:] != best[:-1]
+    ids = [int(i) for i in best[keep & (best != 0)]]
+    emitted = best != 0
+    if not emitted.any():
+        return ids, 1.0
+    confidence = float(np.exp(log_probs[emitted, best[emitted]]).mean())
+    return ids, confidence
+
+
+def _session(path: Path, device: str, threads: int | None):
+    if not path.exists():
+        hint = " (the packaged model has not been installed; pass --model PATH)" \
+            if path == DEFAULT_MODEL else ""
+        raise ModelError(f"model not found: {path}{hint}")
+    import onnxruntime as ort
+
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ModelError("--device cuda needs onnxruntime-gpu and a CUDA GPU; "
+                             "CUDAExecutionProvider is not available")
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    elif device == "cpu":
+        providers = ["CPUExecutionProvider"]
+    else:
+        raise ModelError(f"unknown device {device!r} (use cpu or cuda)")
+    options = ort.SessionOptions()
+    # One thread per core; more only fight over the same cores.
+    options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as err:
+        raise ModelError(f"cannot load model {path}: {_first_line(err)}") from err
+
+
+def _model_info(session, path: Path) -> ModelInfo:
+    meta = session.get_modelmeta().custom_metadata_map
+    try:
+        vocab = Vocabulary.from_json(meta["vocab"])
+        height, stride = int(meta["input_height"]), int(meta["width_stride"])
+    except (KeyError, ValueError, TypeError) as err:
+        raise ModelError(f"model {path} lacks valid metadata (vocab, input_height, "
+                         f"width_stride): {err}") from err
+    names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+    if "image" not in names[0] or "log_probs" not in names[1]:
+        raise ModelError(f"model {path} must have input 'image' and output 'log_probs'")
+    return ModelInfo(vocab, height, max(1, stride), meta.get("model_name", ""),
+                     meta.get("model_version", ""))
+
+
+def _clip(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = bbox
+    h, w = shape[:2]
+    return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__

@@ -1,0 +1,148 @@
+"""Camera-like augmentation, seeded, applied on the fly by the data loader (OpenCV + numpy).
+
+Input: a stored engraved crop (white paper, black ink, staff lines spanning
+engrave.STORE_FRACTION of the height). Output: the model's view of it, the staff brought to the
+runtime's canonical layout (omr.geometry) with jitter, after a simulated phone photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from omr.geometry import STAFF_FRACTION
+from omr_train.synth.engrave import STORE_FRACTION
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    strength: float = 1.0  # 0 = clean canonical crop only
+    p_perspective: float = 0.6
+    p_curl: float = 0.3
+    p_blur: float = 0.5
+    p_motion: float = 0.15
+    p_light: float = 0.6
+    p_shadow: float = 0.25
+    p_texture: float = 0.4
+    p_noise: float = 0.5
+    p_jpeg: float = 0.5
+    p_lowres: float = 0.3
+    p_binarise: float = 0.1
+    p_erode: float = 0.2
+
+
+def canonical_crop(img: np.ndarray, height: int, rng: np.random.Generator | None = None,
+                   jitter: float = 0.0) -> np.ndarray:
+    """Re-crop a stored image to the canonical staff fraction, optionally jittered."""
+    h, w = img.shape
+    frac = STAFF_FRACTION
+    cy = h / 2.0
+    x0, x1 = 0.0, float(w)
+    if rng is not None and jitter:
+        frac *= rng.uniform(1 - 0.18 * jitter, 1 + 0.15 * jitter)
+        cy += rng.uniform(-0.06, 0.06) * jitter * h
+        span = STORE_FRACTION * h
+        x0 += rng.uniform(-0.1, 0.25) * jitter * span
+        x1 -= rng.uniform(-0.1, 0.25) * jitter * span
+    span = STORE_FRACTION * h
+    win = span / frac
+    y0 = cy - win / 2
+    scale = height / win
+    width = max(16, int(round((x1 - x0) * scale)))
+    m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float32)
+    return cv2.warpAffine(img, m, (width, height), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def _perspective(img: np.ndarray, rng, s: float) -> np.ndarray:
+    h, w = img.shape
+    d = 0.04 * s * h
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    dst = src + rng.uniform(-d, d, (4, 2)).astype(np.float32)
+    angle = rng.normal(0, 1.2 * s)  # degrees
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    m = np.vstack([rot, [0, 0, 1]]) @ cv2.getPerspectiveTransform(src, dst)
+    return cv2.warpPerspective(img, m, (w, h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
+def _curl(img: np.ndarray, rng, s: float) -> np.ndarray:
+    """Page curl and warp: a smooth vertical displacement that varies along the staff."""
+    h, w = img.shape
+    amp = rng.uniform(0.5, 3.0) * s * h / 64
+    period = rng.uniform(0.6, 2.5) * w
+    phase = rng.uniform(0, 2 * np.pi)
+    xs = np.arange(w, dtype=np.float32)
+    dy = amp * np.sin(2 * np.pi * xs / period + phase)
+    map_x = np.tile(xs, (h, 1))
+    map_y = np.arange(h, dtype=np.float32)[:, None] + dy[None, :]
+    return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _lighting(img: np.ndarray, rng, s: float, shadow: bool) -> np.ndarray:
+    h, w = img.shape
+    f = img.astype(np.float32) / 255.0
+    gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    light = 1.0 - 0.25 * s * rng.random() * (rng.uniform(-1, 1) * gx + rng.uniform(-1, 1) * gy + 1) / 2
+    if shadow:
+        edge = rng.uniform(0.1, 0.9) * w
+        soft = rng.uniform(5, 60)
+        light = light * (1 - rng.uniform(0.15, 0.45) * s / (1 + np.exp(-(np.arange(w) - edge) / soft)))[None, :]
+    paper = rng.uniform(0.75, 1.0)
+    ink = rng.uniform(0.0, 0.3)
+    f = ink + (paper - ink) * f
+    return np.clip(f * light * 255, 0, 255).astype(np.uint8)
+
+
+def _texture(img: np.ndarray, rng, s: float) -> np.ndarray:
+    h, w = img.shape
+    small = rng.normal(0, 1, (max(2, h // 8), max(2, w // 8))).astype(np.float32)
+    tex = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img.astype(np.float32) + tex * 6 * s, 0, 255).astype(np.uint8)
+
+
+def augment(img: np.ndarray, height: int, rng: np.random.Generator,
+            opt: AugmentOptions = AugmentOptions()) -> np.ndarray:
+    """A stored crop to the model's input, as if photographed by a phone."""
+    s = opt.strength
+    if s <= 0:
+        return canonical_crop(img, height)
+    if rng.random() < opt.p_perspective:
+        img = _perspective(img, rng, s)
+    if rng.random() < opt.p_curl:
+        img = _curl(img, rng, s)
+    out = canonical_crop(img, height, rng, jitter=s)
+    if rng.random() < opt.p_lowres:
+        f = rng.uniform(0.45, 0.85)
+        h, w = out.shape
+        small = cv2.resize(out, (max(8, int(w * f)), max(8, int(h * f))), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < opt.p_erode:
+        k = np.ones((2, 2), np.uint8)
+        out = cv2.erode(out, k) if rng.random() < 0.5 else cv2.dilate(out, k)
+    if rng.random() < opt.p_blur:
+        sigma = rng.uniform(0.3, 1.4) * s
+        out = cv2.GaussianBlur(out, (0, 0), sigma)
+    if rng.random() < opt.p_motion:
+        k = int(rng.integers(3, 7))
+        kernel = np.zeros((k, k), np.float32)
+        kernel[k // 2, :] = 1.0 / k
+        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(0, 180), 1)
+        kernel = cv2.warpAffine(kernel, rot, (k, k))
+        out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
+    if rng.random() < opt.p_light:
+        out = _lighting(out, rng, s, rng.random() < opt.p_shadow)
+    if rng.random() < opt.p_texture:
+        out = _texture(out, rng, s)
+    if rng.random() < opt.p_noise:
+        noise = rng.normal(0, rng.uniform(2, 12) * s, out.shape)
+        out = np.clip(out + noise, 0, 255).astype(np.uint8)
+    if rng.random() < opt.p_binarise:
+        out = cv2.adaptiveThreshold(out, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 15, 8)
+    if rng.random() < opt.p_jpeg:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
+        out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+    return out

@@ -1,0 +1,110 @@
+"""Reading PrIMuS-layout folders, and the training loader built on them.
+
+One reader serves our synthetic data (ID/ID.png + ID/ID.semantic), a real PrIMuS or
+Camera-PrIMuS download (the same layout, with ID_distorted.jpg beside), and flat folders of
+image + .semantic pairs such as ../shared/eval/camera-primus and cc-staves.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    image: Path
+    tokens: tuple[str, ...]
+    split: str = ""
+
+
+def read_tokens(path: Path) -> tuple[str, ...]:
+    return tuple(t for t in path.read_text(encoding="utf-8").strip().split("\t") if t.strip())
+
+
+def _image_for(semantic: Path, variant: str) -> Path | None:
+    stem = semantic.with_suffix("")
+    names = [f"{stem.name}_distorted.jpg"] if variant == "distorted" else \
+        [stem.name + s for s in IMAGE_SUFFIXES]
+    for n in names:
+        p = semantic.with_name(n)
+        if p.exists():
+            return p
+    return None
+
+
+def read_folder(root: Path, variant: str = "clean", split: str | None = None) -> list[Sample]:
+    """All labelled staves under `root`, sorted by id.
+
+    variant: "clean" takes ID.png (or .jpg); "distorted" takes Camera-PrIMuS's ID_distorted.jpg.
+    split: keep only samples whose manifest entry has this split (synthetic data only).
+    """
+    root = Path(root)
+    splits = _manifest_splits(root)
+    out = []
+    for sem in sorted(root.rglob("*.semantic")):
+        img = _image_for(sem, variant)
+        if img is None:
+            continue
+        s = splits.get(sem.stem, "")
+        if split is not None and s != split:
+            continue
+        out.append(Sample(sem.stem, img, read_tokens(sem), s))
+    return out
+
+
+def _manifest_splits(root: Path) -> dict[str, str]:
+    m = root / "manifest.jsonl"
+    if not m.exists():
+        return {}
+    out = {}
+    with m.open() as f:
+        for line in f:
+            row = json.loads(line)
+            out[row["id"]] = row.get("split", "")
+    return out
+
+
+def png_width(path: Path) -> int:
+    """Width from the PNG header, without decoding: bucketing 100k files stays fast."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        return int(img.shape[1] * 160 / img.shape[0])
+    return struct.unpack(">I", head[16:20])[0]
+
+
+def to_input(gray: np.ndarray) -> np.ndarray:
+    """The models' normalisation: ink = 1, paper = 0 (so zero padding is blank paper)."""
+    return (255.0 - gray.astype(np.float32)) / 255.0
+
+
+def bucket_batches(widths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Batches of similar widths, in random order: padding stays small, order stays random."""
+    order = np.argsort(np.asarray(widths) + rng.uniform(0, 40, len(widths)), kind="stable")
+    batches = [order[i:i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(images: list[np.ndarray], max_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to one width with paper (0 after to_input); returns batch [N,1,H,W] and widths."""
+    widths = np.array([im.shape[1] for im in images], np.int64)
+    w = int(widths.max())
+    if max_width:
+        w = min(w, max_width)
+    h = images[0].shape[0]
+    batch = np.zeros((len(images), 1, h, w), np.float32)
+    for i, im in enumerate(images):
+        x = to_input(im[:, :w])
+        batch[i, 0, :, :x.shape[1]] = x
+    return batch, np.minimum(widths, w)

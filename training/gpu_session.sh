@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# One accelerator session, end to end: engrave a dataset on the machine's cores, then train
+# the paper-size CRNN and the lite variant side by side on the one GPU, time-boxed, and pack
+# the slimmed checkpoints and logs into $OUT. Tried on the CPU first with SCALE=tiny.
+#   GEN_SECONDS, TRAIN_MINUTES, GEN_WORKERS, LOADER_WORKERS: time and core budget.
+set -euo pipefail
+OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
+GEN_SECONDS=${GEN_SECONDS:-150}; TRAIN_MINUTES=${TRAIN_MINUTES:-5.5}
+GEN_WORKERS=${GEN_WORKERS:-15}; LOADER_WORKERS=${LOADER_WORKERS:-6}; COUNT=${COUNT:-60000}
+WORK=${WORK:-/tmp/omr}; mkdir -p "$WORK/pkgs"
+PY=${PY:-python3}
+# Packages the device image lacks travel as wheels; the project itself goes on PYTHONPATH.
+if [ -z "${SKIP_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" .whl/*.whl
+fi
+ln -sfn "$PWD/runtime" "$WORK/pkgs/omr"; ln -sfn "$PWD/training" "$WORK/pkgs/omr_train"
+export PYTHONPATH="$WORK/pkgs:$WORK/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+$PY -c "import torch, verovio, resvg_py, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+nproc
+T0=$(date +%s)
+CORPUS="--no-corpus"; [ -d .devcarry/cache ] && CORPUS="--cache .devcarry/cache"
+$PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" --workers "$GEN_WORKERS" --seed 0 \
+    $CORPUS --max-seconds "$GEN_SECONDS" 2>&1 | tail -n 3
+echo "engraved in $(( $(date +%s) - T0 )) s: $(wc -l < "$WORK/data/manifest.jsonl") staves"
+train() {  # preset batch lr
+  $PY -m omr_train.train crnn --data "$WORK/data" --out "$WORK/runs/$1" \
+      --preset "$1" --batch-size "$2" --lr "$3" --steps 1000000 --max-minutes "$TRAIN_MINUTES" \
+      --warmup 300 --eval-every 400 --eval-samples 500 --workers "$LOADER_WORKERS" --threads 2 \
+      > "$OUT/$1.log" 2>&1
+}
+train crnn-lite "${LITE_BATCH:-64}" 2e-3 & P1=$!
+train crnn-paper "${PAPER_BATCH:-48}" 1e-3 & P2=$!
+wait $P1 || echo "crnn-lite training failed"; wait $P2 || echo "crnn-paper training failed"
+for m in crnn-lite crnn-paper; do
+  tail -c 600 "$OUT/$m.log" | tr '\r' '\n' | tail -n 3
+  cp "$WORK/runs/$m/log.csv" "$OUT/$m-log.csv" || true
+  $PY -c "from omr_train.checkpoint import slim; slim('$WORK/runs/$m/best.pt', '$WORK/$m.pt')" || true
+done
+tar -C "$WORK" -cf - crnn-lite.pt crnn-paper.pt | split -b 15m - "$OUT/models.tar."
+ls -la "$OUT"

@@ -1,0 +1,1 @@
+"""The score synthesis engine: melodies engraved into labelled, camera-like staff images."""

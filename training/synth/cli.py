@@ -1,0 +1,100 @@
+"""`omr-synth`: write a labelled dataset of engraved staves in the PrIMuS folder layout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import click
+
+from .generate import SynthOptions, is_done, load_pools, make_sample, sample_id, write_sample
+
+_state: dict = {}
+
+
+def _init(cache_dir: str, seed: int) -> None:
+    from .engrave import Engraver
+
+    _state["pools"] = load_pools(Path(cache_dir))
+    _state["engraver"] = Engraver()
+    _state["opt"] = SynthOptions(seed=seed)
+
+
+def _job(args: tuple[str, int]) -> tuple[int, str | None]:
+    out, index = args
+    try:
+        image, tokens, meta = make_sample(index, _state["opt"], _state["pools"], _state["engraver"])
+    except Exception as e:  # noqa: BLE001 - one unrenderable melody must not stop a long run
+        return index, f"{type(e).__name__}: {e}"
+    write_sample(Path(out), index, image, tokens, meta)
+    return index, None
+
+
+def write_manifest(out: Path, count: int) -> int:
+    """Gather every sample's metadata into manifest.jsonl, in index order."""
+    n = 0
+    tmp = out / "manifest.jsonl.tmp"
+    with tmp.open("w") as f:
+        for i in range(count):
+            p = out / sample_id(i) / f"{sample_id(i)}.json"
+            if p.exists():
+                f.write(p.read_text().strip() + "\n")
+                n += 1
+    tmp.replace(out / "manifest.jsonl")
+    return n
+
+
+@click.command()
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--count", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--cache", "cache", default="data/cache", show_default=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Corpus snippet cache; built from the music21 corpus on first use.")
+@click.option("--no-corpus", is_flag=True, help="Procedural melodies only (no music21 needed).")
+@click.option("--max-seconds", default=0.0, type=float,
+              help="Stop after this long and keep what is written (a later run resumes).")
+def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus: bool,
+         max_seconds: float) -> None:
+    """Engrave COUNT labelled staves into OUT (resumable; same seed, same dataset)."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not no_corpus:
+        _ensure_cache(cache, workers)
+    todo = [i for i in range(count) if not is_done(out, i)]
+    failed = 0
+    columns = (TextColumn("engraving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns) as bar, ProcessPoolExecutor(
+            workers, initializer=_init, initargs=(str(cache) if not no_corpus else "/nonexistent", seed)) as pool:
+        task = bar.add_task("engraving", total=count, completed=count - len(todo))
+        start = time.monotonic()
+        for index, err in pool.map(_job, [(str(out), i) for i in todo], chunksize=16):
+            if err:
+                failed += 1
+                print(f"omr-synth: sample {index} skipped: {err}", file=sys.stderr)
+            bar.advance(task)
+            if max_seconds and time.monotonic() - start > max_seconds:
+                pool.shutdown(wait=True, cancel_futures=True)
+                break
+    n = write_manifest(out, count)
+    (out / "synth.json").write_text(json.dumps({"count": count, "seed": seed, "written": n}))
+    click.echo(f"{n} staves in {out} ({failed} skipped)")
+
+
+def _ensure_cache(cache: Path, workers: int) -> None:
+    from .corpus import COLLECTIONS, build_cache, cache_path
+
+    if all(cache_path(cache, n).exists() for n in COLLECTIONS):
+        return
+    click.echo(f"parsing the music21 corpus into {cache} (once, a few minutes)")
+    build_cache(cache, workers=workers)
+
+
+if __name__ == "__main__":
+    main()

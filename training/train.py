@@ -1,0 +1,313 @@
+"""`omr-train crnn`: CTC training of the CRNN, one visible loop (after nanoGPT's train.py).
+
+The same loop runs on one CPU, one GPU, or many processes under `torchrun` (DDP: gloo on
+CPU, NCCL on CUDA). Every batch's content and augmentation is a function of (seed, epoch,
+index), so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omr.vocab import Vocabulary
+
+from . import checkpoint
+from .augment import AugmentOptions, augment, canonical_crop
+from .dataset import Sample, bucket_batches, collate, png_width, read_folder
+from .metrics import ctc_greedy, score
+from .model import PRESETS, build, output_lengths
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    preset: str = "crnn-lite"
+    data: str = "data/synth"
+    out: str = "runs/crnn"
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    steps: int = 20000
+    max_minutes: float = 0.0  # 0 = no limit; otherwise the schedule follows the clock
+    warmup: int = 300
+    eval_every: int = 500
+    eval_samples: int = 400
+    augment: float = 1.0
+    seed: int = 0
+    workers: int = 2
+    threads: int = 2
+    amp: bool = True
+    max_width: int = 2400
+    resume: bool = True
+    # Tiny models for tests: override the preset's sizes.
+    channels: tuple[int, ...] = ()
+    lstm_hidden: int = 0
+
+
+class TrainSet(torch.utils.data.Dataset):
+    def __init__(self, samples: list[Sample], vocab: Vocabulary, height: int,
+                 aug: AugmentOptions, seed: int):
+        self.samples, self.vocab, self.height, self.aug, self.seed = samples, vocab, height, aug, seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, i = key
+        s = self.samples[i]
+        img = cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)
+        rng = np.random.default_rng([self.seed, epoch, i])
+        x = augment(img, self.height, rng, self.aug)
+        return x, self.vocab.encode(s.tokens)
+
+
+def collate_train(items, max_width: int):
+    images, labels = zip(*items)
+    batch, widths = collate(list(images), max_width)
+    targets = torch.tensor([t for lab in labels for t in lab], dtype=torch.long)
+    target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
+    return torch.from_numpy(batch), torch.from_numpy(widths), targets, target_lengths
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """Width-bucketed batches for one rank, from global step `start` on, epoch after epoch."""
+
+    def __init__(self, widths, batch_size, seed, start, rank=0, world=1):
+        self.widths, self.bs, self.seed, self.start = widths, batch_size, seed, start
+        self.rank, self.world = rank, world
+        self.per_epoch = len(widths) // batch_size // world
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            epoch, k = divmod(step, self.per_epoch)
+            batches = bucket_batches(self.widths, self.bs, np.random.default_rng([self.seed, epoch]))
+            batches = [b for b in batches if len(b) == self.bs][self.rank::self.world][:self.per_epoch]
+            for b in batches[k:]:
+                yield [(epoch, i) for i in b]
+                step += 1
+
+    def __len__(self):
+        return 1 << 30
+
+
+def _lr_factor(opt: TrainOptions, step: int, elapsed: float) -> float:
+    progress = step / opt.steps
+    if opt.max_minutes:
+        progress = max(progress, elapsed / (60 * opt.max_minutes))
+    warm = min(1.0, (step + 1) / opt.warmup)
+    return warm * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def validate(model, samples: list[Sample], vocab: Vocabulary, height: int, device,
+             batch_size: int = 32) -> float:
+    """Validation SER on clean canonical crops of the validation split."""
+    model.eval()
+    pairs = []
+    with torch.no_grad():
+        for k in range(0, len(samples), batch_size):
+            chunk = samples[k:k + batch_size]
+            imgs = [canonical_crop(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height) for s in chunk]
+            batch, widths = collate(imgs)
+            lp = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+            lengths = output_lengths(torch.from_numpy(widths), model_cfg(model)).numpy()
+            for s, row, n in zip(chunk, lp, lengths):
+                pairs.append((vocab.decode(ctc_greedy(row, int(n))), s.tokens))
+    model.train()
+    return score(pairs).ser
+
+
+def model_cfg(model):
+    return (model.module if hasattr(model, "module") else model).cfg
+
+
+def _setup_distributed():
+    if "RANK" not in os.environ:
+        return 0, 1, False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size(), True
+
+
+def train(opt: TrainOptions) -> Path:
+    rank, world, ddp = _setup_distributed()
+    torch.set_num_threads(opt.threads)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(opt.seed + rank)
+    out = Path(opt.out)
+    last, best = out / "last.pt", out / "best.pt"
+
+    train_set = read_folder(Path(opt.data), split="train")
+    val_set = read_folder(Path(opt.data), split="val")[:opt.eval_samples]
+    if not train_set:
+        raise click.ClickException(f"no training samples (split 'train') under {opt.data}")
+    resume = opt.resume and last.exists()
+    ckpt = checkpoint.load(last) if resume else None
+    vocab = Vocabulary(tuple(ckpt["vocab"])) if ckpt else \
+        Vocabulary.from_labels([s.tokens for s in train_set + val_set])
+    # Validation labels with tokens the vocabulary lacks cannot be predicted; keep them anyway.
+    train_set = [s for s in train_set if all(t in vocab for t in s.tokens)]
+
+    cfg = replace(PRESETS[opt.preset], num_classes=vocab.size)
+    if opt.channels:
+        cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
+    if opt.lstm_hidden:
+        cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
+    if ckpt:
+        cfg = checkpoint.CRNNConfig.from_dict(ckpt["config"])
+    model = build(cfg).to(device)
+    optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+    step, elapsed, best_ser = 0, 0.0, float("inf")
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optimizer"])
+        step, elapsed, best_ser = ckpt["step"], ckpt["elapsed"], ckpt["best_ser"]
+        torch.set_rng_state(ckpt["torch_rng"])
+    if ddp:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+
+    widths = [png_width(s.image) for s in train_set]
+    aug = AugmentOptions(strength=opt.augment)
+    data = TrainSet(train_set, vocab, cfg.input_height, aug, opt.seed)
+    sampler = EpochBatches(widths, opt.batch_size, opt.seed, step, rank, world)
+    loader = torch.utils.data.DataLoader(
+        data, batch_sampler=sampler, num_workers=opt.workers,
+        collate_fn=lambda items: collate_train(items, opt.max_width),
+        persistent_workers=opt.workers > 0, prefetch_factor=4 if opt.workers else None,
+        pin_memory=device.type == "cuda")
+    use_amp = opt.amp and device.type == "cuda"
+    log_path = out / "log.csv"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if not log_path.exists():
+            log_path.write_text("step,elapsed_s,samples,loss,val_ser,lr,samples_per_s\n")
+    state = {"best_ser": best_ser}
+
+    def save_state(path: Path) -> None:
+        checkpoint.save(path, model, cfg, vocab, optimizer=optim.state_dict(), step=step,
+                        elapsed=elapsed, best_ser=state["best_ser"], args=_args(opt),
+                        torch_rng=torch.get_rng_state())
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=rank != 0)
+    start_time = time.time() - elapsed
+    window, seen, t_window = [], 0, time.time()
+    with progress:
+        task = progress.add_task(cfg.name, total=opt.steps, completed=step, info="")
+        for images, wids, targets, tlens in loader:
+            if step >= opt.steps or (opt.max_minutes and elapsed >= 60 * opt.max_minutes):
+                break
+            lr = opt.lr * _lr_factor(opt, step, elapsed)
+            for g in optim.param_groups:
+                g["lr"] = lr
+            images = images.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                lp = model(images)
+            lp = lp.float().transpose(0, 1)  # T, N, C for ctc_loss
+            in_lens = output_lengths(wids, cfg).clamp(max=lp.shape[0])
+            loss = F.ctc_loss(lp, targets, in_lens, tlens, blank=0, reduction="mean",
+                              zero_infinity=True)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optim.step()
+            step += 1
+            elapsed = time.time() - start_time
+            window.append(loss.item())
+            seen += images.shape[0] * world
+            rate = seen / max(time.time() - t_window, 1e-6)
+            if rank == 0:
+                progress.update(task, completed=step,
+                                info=f"loss {np.mean(window[-50:]):.3f}  val SER {state['best_ser']:.3f}  {rate:.0f} staves/s")
+            if step % opt.eval_every == 0 or step == opt.steps:
+                if rank == 0:
+                    ser = validate(model_cfg_model(model), val_set, vocab, cfg.input_height, device) if val_set else float("nan")
+                    with log_path.open("a") as f:
+                        csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world,
+                                                round(float(np.mean(window)), 4), round(ser, 4),
+                                                f"{lr:.2e}", round(rate, 1)])
+                    window = []
+                    if ser < state["best_ser"]:
+                        state["best_ser"] = ser
+                        save_state(best)
+                    save_state(last)
+                if ddp:
+                    torch.distributed.barrier()
+    if rank == 0:
+        if val_set:
+            ser = validate(model_cfg_model(model), val_set, vocab, cfg.input_height, device)
+            with log_path.open("a") as f:
+                csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world,
+                                        round(float(np.mean(window)) if window else 0.0, 4),
+                                        round(ser, 4), "0", "0"])
+            if ser < state["best_ser"] or not best.exists():
+                state["best_ser"] = min(ser, state["best_ser"])
+                save_state(best)
+        save_state(last)
+    if ddp:
+        torch.distributed.destroy_process_group()
+    return best
+
+
+def model_cfg_model(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def _args(opt: TrainOptions) -> dict:
+    d = asdict(opt)
+    d["channels"] = list(d["channels"])
+    return d
+
+
+@click.group()
+def main() -> None:
+    """Train the recognizers."""
+
+
+@main.command()
+@click.option("--data", default=TrainOptions.data, show_default=True)
+@click.option("--out", default=TrainOptions.out, show_default=True)
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=TrainOptions.preset, show_default=True)
+@click.option("--batch-size", default=TrainOptions.batch_size, show_default=True)
+@click.option("--lr", default=TrainOptions.lr, show_default=True)
+@click.option("--steps", default=TrainOptions.steps, show_default=True)
+@click.option("--max-minutes", default=TrainOptions.max_minutes, show_default=True,
+              help="Stop after this long; the learning-rate schedule then follows the clock.")
+@click.option("--warmup", default=TrainOptions.warmup, show_default=True)
+@click.option("--eval-every", default=TrainOptions.eval_every, show_default=True)
+@click.option("--eval-samples", default=TrainOptions.eval_samples, show_default=True)
+@click.option("--augment", default=TrainOptions.augment, show_default=True, help="Augmentation strength, 0 = clean.")
+@click.option("--seed", default=TrainOptions.seed, show_default=True)
+@click.option("--workers", default=TrainOptions.workers, show_default=True)
+@click.option("--threads", default=TrainOptions.threads, show_default=True)
+@click.option("--no-amp", is_flag=True)
+@click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming from it.")
+@click.option("--channels", default="", help="Override conv widths, e.g. 8,16 (tiny test models).")
+@click.option("--lstm-hidden", default=0)
+def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_every, eval_samples,
+         augment, seed, workers, threads, no_amp, fresh, channels, lstm_hidden) -> None:
+    """Train a CRNN on a PrIMuS-layout folder (resumes from OUT/last.pt)."""
+    opt = TrainOptions(preset=preset, data=data, out=out, batch_size=batch_size, lr=lr, steps=steps,
+                       max_minutes=max_minutes, warmup=warmup, eval_every=eval_every,
+                       eval_samples=eval_samples, augment=augment, seed=seed, workers=workers,
+                       threads=threads, amp=not no_amp, resume=not fresh,
+                       channels=tuple(int(c) for c in channels.split(",") if c),
+                       lstm_hidden=lstm_hidden)
+    best = train(opt)
+    click.echo(f"best checkpoint: {best}")
+
+
+if __name__ == "__main__":
+    main()
