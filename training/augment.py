@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from omr.geometry import STAFF_FRACTION
+from omr.image import flatten_illumination
 from omr_train.synth.engrave import STORE_FRACTION
 
 
@@ -107,6 +108,13 @@ def _texture(img: np.ndarray, rng, s: float) -> np.ndarray:
 def augment(img: np.ndarray, height: int, rng: np.random.Generator,
             opt: AugmentOptions = AugmentOptions()) -> np.ndarray:
     """A stored crop to the model's input, as if photographed by a phone."""
+    # The runtime flattens every crop it reads (omr.image.flatten_illumination); so does the
+    # loader, so the model sees photographs and renders the same way in training and in use.
+    return flatten_illumination(_photograph(img, height, rng, opt), ink_size=height // 4)
+
+
+def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
+                opt: AugmentOptions) -> np.ndarray:
     s = opt.strength
     if s <= 0:
         return canonical_crop(img, height)

@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from omr.vocab import Vocabulary
 
 from . import checkpoint
-from .augment import AugmentOptions, augment, canonical_crop
+from .augment import AugmentOptions, augment
+
+CLEAN = AugmentOptions(strength=0.0)
 from .dataset import Sample, bucket_batches, collate, png_width, read_folder
 from .metrics import ctc_greedy, score
 from .model import PRESETS, build, output_lengths
@@ -117,7 +119,7 @@ def validate(model, samples: list[Sample], vocab: Vocabulary, height: int, devic
     with torch.no_grad():
         for k in range(0, len(samples), batch_size):
             chunk = samples[k:k + batch_size]
-            imgs = [canonical_crop(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height) for s in chunk]
+            imgs = [augment(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height, None, CLEAN) for s in chunk]
             batch, widths = collate(imgs)
             lp = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
             lengths = output_lengths(torch.from_numpy(widths), model_cfg(model)).numpy()
@@ -213,7 +215,14 @@ def train(opt: TrainOptions) -> Path:
             for g in optim.param_groups:
                 g["lr"] = lr
             images = images.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            try:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    lp = model(images)
+            except RuntimeError as err:  # a GPU without bf16 kernels for some op: go on in fp32
+                if not use_amp:
+                    raise
+                print(f"mixed precision off: {err}")
+                use_amp = False
                 lp = model(images)
             lp = lp.float().transpose(0, 1)  # T, N, C for ctc_loss
             in_lens = output_lengths(wids, cfg).clamp(max=lp.shape[0])

@@ -90,7 +90,16 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
 def _ensure_cache(cache: Path, workers: int) -> None:
     from .corpus import COLLECTIONS, build_cache, cache_path
 
-    if all(cache_path(cache, n).exists() for n in COLLECTIONS):
+    have = [n for n in COLLECTIONS if cache_path(cache, n).exists()]
+    if len(have) == len(COLLECTIONS):
+        return
+    try:
+        import music21  # noqa: F401
+    except ImportError:
+        if not have:
+            raise click.ClickException("no corpus cache and no music21 to build one: "
+                                       "install the train extra or pass --no-corpus") from None
+        click.echo(f"music21 is not installed: using the cached collections {', '.join(have)}")
         return
     click.echo(f"parsing the music21 corpus into {cache} (once, a few minutes)")
     build_cache(cache, workers=workers)

@@ -1,0 +1,309 @@
+"""Verification after every export: run the artifact and PyTorch on the same staves, compare.
+
+One routine for every format (TorchScript, ONNX Runtime, Core ML) and every model family: an
+artifact is a `Runner`, a function from an input batch [N, 1, H, W] to log-probabilities
+[N, T, C]. The staves are the real ones in ../shared/eval/camera-primus (clean and distorted,
+brought to the model's layout by the runtime's own `normalize_staff_crop`) when that folder
+exists, and generated ones at several widths, some as narrow as one output frame.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from omr.recognize import greedy_decode
+
+from .spec import INPUT, OUTPUT, ModelSpec
+
+EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+class VerificationError(RuntimeError):
+    """The artifact does not compute what the PyTorch model computes."""
+
+
+@dataclass(frozen=True)
+class Stave:
+    name: str
+    pixels: np.ndarray  # uint8 gray at the model's input height, paper white
+    tokens: tuple[str, ...] | None  # ground truth, where known
+    source: str  # "camera-primus" or "generated"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """What an artifact must keep; None skips a check."""
+
+    max_abs_diff: float | None = None  # log-probabilities, over the frames that count
+    same_tokens: bool = False  # greedy decoding identical on every stave
+    max_ser_increase: float | None = None  # SER points, on the labelled staves
+
+
+# TorchScript runs PyTorch's own kernels; ONNX Runtime's differ in summation order only.
+EXACT = Tolerance(max_abs_diff=1e-4, same_tokens=True)
+FP32 = Tolerance(max_abs_diff=2e-3, same_tokens=True)
+# fp16 and int8 change the numbers by design: what must hold is the accuracy.
+REDUCED = Tolerance(max_ser_increase=0.5)
+
+
+@dataclass(frozen=True)
+class Report:
+    artifact: str
+    staves: int
+    widths: tuple[int, int]
+    max_abs_diff: float  # log-probabilities
+    max_prob_diff: float  # probabilities: what the decoder sees
+    token_mismatches: int  # staves whose greedy decoding differs from PyTorch's
+    ser_staves: str  # which labelled staves the SER is measured on
+    ser_reference: float | None  # PyTorch, in points (percent)
+    ser_artifact: float | None
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def ser_change(self) -> float | None:
+        if self.ser_reference is None or self.ser_artifact is None:
+            return None
+        return self.ser_artifact - self.ser_reference
+
+    def __str__(self) -> str:
+        ser = "SER not measured (no labelled staves)" if self.ser_change is None else (
+            f"SER {self.ser_reference:.2f}% -> {self.ser_artifact:.2f}% "
+            f"({self.ser_change:+.2f} points, {self.ser_staves})")
+        verdict = "PASS" if self.ok else "FAIL: " + "; ".join(self.problems)
+        return (f"{self.artifact}: {self.staves} staves, widths {self.widths[0]}-{self.widths[1]}; "
+                f"max |d log p| {self.max_abs_diff:.2e}, max |d p| {self.max_prob_diff:.2e}; "
+                f"tokens differ on {self.token_mismatches}; {ser}; {verdict}")
+
+
+def require(report: Report) -> None:
+    if not report.ok:
+        raise VerificationError(str(report))
+
+
+class Verifier:
+    """PyTorch's outputs on the verification staves, computed once, compared with each artifact."""
+
+    def __init__(self, spec: ModelSpec, reference: Runner,
+                 staves: Sequence[Stave] | None = None) -> None:
+        self.spec = spec
+        self.staves = list(staves) if staves is not None else verification_staves(spec)
+        if not self.staves:
+            raise VerificationError("no staves to verify on")
+        self.reference = outputs(reference, self.staves, spec)
+
+    def check(self, artifact: str, candidate: Runner, tolerance: Tolerance) -> Report:
+        got = outputs(candidate, self.staves, self.spec)
+        diffs = [float(np.abs(a - b).max()) for a, b in zip(self.reference, got)]
+        prob = [float(np.abs(np.exp(a) - np.exp(b)).max()) for a, b in zip(self.reference, got)]
+        ref_ids = [greedy_decode(lp)[0] for lp in self.reference]
+        got_ids = [greedy_decode(lp)[0] for lp in got]
+        mismatches = sum(a != b for a, b in zip(ref_ids, got_ids))
+        labelled = [k for k, s in enumerate(self.staves) if s.tokens is not None]
+        real = [k for k in labelled if self.staves[k].source != "generated"]
+        chosen = real or labelled  # real staves when there are any: they are the bar
+        ser_ref = self._ser(ref_ids, chosen)
+        ser_got = self._ser(got_ids, chosen)
+        where = f"{len(chosen)} {'camera-primus' if real else 'generated'} staves"
+        problems = []
+        if tolerance.max_abs_diff is not None and max(diffs) > tolerance.max_abs_diff:
+            problems.append(f"max |d log p| {max(diffs):.2e} > {tolerance.max_abs_diff:.0e}")
+        if tolerance.same_tokens and mismatches:
+            names = ", ".join(self.staves[k].name for k in range(len(got_ids))
+                              if ref_ids[k] != got_ids[k])
+            problems.append(f"decoded tokens differ on {mismatches} staves ({names[:200]})")
+        if tolerance.max_ser_increase is not None:
+            if ser_ref is None:
+                problems.append("no labelled staves to measure the SER change on")
+            elif ser_got - ser_ref > tolerance.max_ser_increase:
+                problems.append(f"SER rose {ser_got - ser_ref:.2f} points "
+                                f"(bar {tolerance.max_ser_increase} points)")
+        widths = [s.pixels.shape[1] for s in self.staves]
+        return Report(artifact, len(self.staves), (min(widths), max(widths)), max(diffs),
+                      max(prob), mismatches, where, ser_ref, ser_got, tuple(problems))
+
+    def _ser(self, ids: list[list[int]], chosen: list[int]) -> float | None:
+        from omr_train.metrics import score
+
+        if not chosen:
+            return None
+        pairs = [(self.spec.vocab.decode(ids[k]), self.staves[k].tokens) for k in chosen]
+        return 100.0 * score(pairs).ser
+
+
+def outputs(run: Runner, staves: Sequence[Stave], spec: ModelSpec,
+            batch_size: int = 8) -> list[np.ndarray]:
+    """Each stave's log-probabilities over its own frames, the padding's frames cut off.
+
+    Real staves go in width-sorted, right-padded batches as the runtime sends them; generated
+    ones one at a time at their exact width, so odd widths and batch 1 are exercised too.
+    """
+    result: list[np.ndarray | None] = [None] * len(staves)
+    singles = [k for k, s in enumerate(staves) if s.source == "generated"]
+    batched = sorted((k for k, s in enumerate(staves) if s.source != "generated"),
+                     key=lambda k: staves[k].pixels.shape[1])
+    groups = [[k] for k in singles] + [batched[i:i + batch_size]
+                                        for i in range(0, len(batched), batch_size)]
+    for group in groups:
+        crops = [staves[k].pixels for k in group]
+        batch, width = pad_batch(crops, spec, round_up=len(group) > 1)
+        out = np.asarray(run(batch), np.float32)
+        frames = out.shape[1]
+        for k, crop in zip(group, crops):
+            # The runtime's rule (omr.recognize.Recognizer.run): frames covering the crop.
+            length = max(1, min(frames, math.ceil(crop.shape[1] * frames / width)))
+            result[k] = out[len(result) and group.index(k), :length]
+    return [r for r in result if r is not None]
+
+
+def pad_batch(crops: Sequence[np.ndarray], spec: ModelSpec,
+              round_up: bool = True) -> tuple[np.ndarray, int]:
+    """The runtime's batch: ink 1, paper 0, right-padded with 0 to a multiple of the stride."""
+    width = max(c.shape[1] for c in crops)
+    if round_up:
+        width = int(math.ceil(width / spec.width_stride) * spec.width_stride)
+    batch = np.zeros((len(crops), 1, spec.input_height, width), np.float32)
+    for k, crop in enumerate(crops):
+        batch[k, 0, :, :crop.shape[1]] = (255.0 - crop.astype(np.float32)) / 255.0
+    return batch, width
+
+
+# --- the staves ------------------------------------------------------------------------------
+
+_STAVES: dict[tuple[int, int, int], list[Stave]] = {}
+
+
+def verification_staves(spec: ModelSpec) -> list[Stave]:
+    """Real camera-primus staves (when present) and generated ones; built once per process."""
+    key = (spec.input_height, spec.width_stride, spec.max_width)
+    if key not in _STAVES:
+        _STAVES[key] = real_staves(spec.input_height) + generated_staves(spec)
+    return _STAVES[key]
+
+
+def real_staves(height: int, folder: Path | None = None) -> list[Stave]:
+    """Camera-PrIMuS, clean render and simulated photo of each incipit, via the runtime's crop."""
+    import cv2
+
+    from omr.staves import normalize_staff_crop
+    from omr_train.dataset import read_folder
+
+    folder = Path(folder) if folder is not None else EVAL / "camera-primus"
+    if not folder.is_dir():
+        return []
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no staff lines found": the crop still reads, resized
+        for variant in ("clean", "distorted"):
+            for s in read_folder(folder, variant):
+                gray = cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)
+                crop = normalize_staff_crop(gray, height)
+                out.append(Stave(f"{s.id}/{variant}", crop, s.tokens, "camera-primus"))
+    return out
+
+
+def generated_staves(spec: ModelSpec, count: int = 6, seed: int = 7) -> list[Stave]:
+    """Engraved staves with their tokens, plus cut and tiled ones at edge-case widths."""
+    engraved = _engraved(spec.input_height, count, seed) or _drawn(spec.input_height, count, seed)
+    first = engraved[0].pixels
+    tiled = np.hstack([s.pixels for s in engraved])
+    widths = (spec.min_width, 3 * spec.width_stride + 1, 97,
+              min(spec.max_width, tiled.shape[1], 3000))
+    cut = [Stave(f"generated/w{w}", np.ascontiguousarray((first if w <= first.shape[1]
+                                                           else tiled)[:, :w]), None, "generated")
+           for w in widths]
+    return engraved + cut
+
+
+def _engraved(height: int, count: int, seed: int) -> list[Stave]:
+    try:
+        from omr_train.augment import canonical_crop
+        from omr_train.synth.engrave import Engraver
+        from omr_train.synth.generate import SynthOptions, make_sample
+
+        engraver = Engraver()
+        out = []
+        for i in range(count):
+            image, tokens, _ = make_sample(i, SynthOptions(seed=seed), {}, engraver)
+            out.append(Stave(f"generated/{i}", canonical_crop(image, height), tuple(tokens),
+                             "generated"))
+        return out
+    except Exception:  # noqa: BLE001 - synthesis is optional (verovio, resvg); fall back
+        return []
+
+
+def _drawn(height: int, count: int, seed: int) -> list[Stave]:
+    """Five lines and note-like blobs drawn with OpenCV, for machines without the engraver."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    out = []
+    space = 0.45 * height / 4
+    for i in range(count):
+        width = int(rng.integers(4, 24)) * height
+        img = np.full((height, width), 250, np.uint8)
+        top = (height - 4 * space) / 2
+        for line in range(5):
+            y = int(round(top + line * space))
+            cv2.line(img, (4, y), (width - 4, y), 30, 1)
+        for x in range(int(2 * space), width - int(2 * space), int(rng.integers(2, 5) * space)):
+            y = int(top + rng.integers(-2, 11) * space / 2)
+            cv2.ellipse(img, (x, y), (int(0.65 * space), int(0.45 * space)), -20, 0, 360, 30, -1)
+        out.append(Stave(f"drawn/{i}", img, None, "generated"))
+    return out
+
+
+# --- runners: one per backend ----------------------------------------------------------------
+
+def torch_runner(module) -> Runner:
+    import torch
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(batch)).float().numpy()
+
+    return run
+
+
+def onnx_session(path: Path, threads: int = 2, providers: Sequence[str] = ("CPUExecutionProvider",)):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # Spinning worker threads steal the cores from PyTorch running in the same process.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=list(providers))
+
+
+def onnx_runner(path: Path, threads: int = 2,
+                providers: Sequence[str] = ("CPUExecutionProvider",)) -> Runner:
+    session = onnx_session(path, threads, providers)
+    return lambda batch: session.run([OUTPUT], {INPUT: batch})[0]
+
+
+def coreml_runner(mlmodel, max_batch: int = 32) -> Runner:
+    """Core ML predicts one feature dictionary at a time; larger batches go in slices."""
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        parts = [mlmodel.predict({INPUT: batch[i:i + max_batch]})[OUTPUT]
+                 for i in range(0, len(batch), max_batch)]
+        return np.concatenate([np.asarray(p, np.float32) for p in parts])
+
+    return run
+
+
+def cpu_threads() -> int:
+    return min(2, os.cpu_count() or 1)

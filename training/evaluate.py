@@ -1,0 +1,145 @@
+"""`omr-eval MODEL DIR`: symbol and sequence error rates on any PrIMuS-layout folder.
+
+MODEL is a training checkpoint (.pt, run with PyTorch) or an exported ONNX model (run with
+the runtime's Recognizer). Synthetic folders (with a manifest) are cropped the way training
+crops them, clean or with seeded camera augmentation; real images go through the runtime's
+own staff normalisation, exactly as `omr-run --staff` would read them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from .augment import AugmentOptions, augment
+from .dataset import Sample, collate, read_folder
+from .metrics import Score, ctc_greedy, score
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    variant: str = "clean"  # or "distorted" (Camera-PrIMuS *_distorted.jpg)
+    split: str | None = None  # synthetic folders: which split
+    augment: float = 0.0  # synthetic folders: camera augmentation strength
+    drop_tie: bool = False  # cc-staves ground truth has no ties
+    limit: int = 0
+    seed: int = 1234
+    batch_size: int = 16
+
+
+class _TorchModel:
+    def __init__(self, path: Path):
+        import torch
+
+        from .checkpoint import load_model
+        from .model import output_lengths
+
+        torch.set_num_threads(2)
+        self.torch, self.output_lengths = torch, output_lengths
+        self.model, self.cfg, self.vocab, _ = load_model(path)
+        self.height = self.cfg.input_height
+
+    def decode(self, crops: list[np.ndarray]) -> list[list[str]]:
+        batch, widths = collate(crops)
+        with self.torch.no_grad():
+            lp = self.model(self.torch.from_numpy(batch)).numpy()
+        lengths = self.output_lengths(self.torch.from_numpy(widths), self.cfg).numpy()
+        return [self.vocab.decode(ctc_greedy(row, int(n))) for row, n in zip(lp, lengths)]
+
+
+class _OnnxModel:
+    def __init__(self, path: Path):
+        from omr.recognize import Recognizer
+
+        self.rec = Recognizer(path)
+        self.height = self.rec.info.input_height
+
+    def decode(self, crops: list[np.ndarray]) -> list[list[str]]:
+        from omr.recognize import greedy_decode
+
+        lp, lengths = self.rec.run(crops)
+        return [self.rec.info.vocab.decode(greedy_decode(row[:n])[0]) for row, n in zip(lp, lengths)]
+
+
+def load_any(path: Path):
+    return _OnnxModel(path) if path.suffix == ".onnx" else _TorchModel(path)
+
+
+def is_synthetic(root: Path) -> bool:
+    return (root / "manifest.jsonl").exists()
+
+
+def model_view(sample: Sample, height: int, synthetic: bool, opt: EvalOptions, index: int) -> np.ndarray:
+    """The crop the model reads: our loader's for synthetic data, the runtime's for real images."""
+    gray = cv2.imread(str(sample.image), cv2.IMREAD_GRAYSCALE)
+    if synthetic:
+        rng = np.random.default_rng([opt.seed, index])
+        return augment(gray, height, rng, AugmentOptions(strength=opt.augment))
+    import warnings
+
+    from omr.staves import normalize_staff_crop
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return normalize_staff_crop(gray, height)
+
+
+def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score, list[dict]]:
+    synthetic = is_synthetic(root)
+    samples = read_folder(root, opt.variant, opt.split if synthetic else None)
+    if opt.limit:
+        samples = samples[:opt.limit]
+    if not samples:
+        raise click.ClickException(f"no labelled staves found under {root}")
+    rows, pairs = [], []
+    for k in range(0, len(samples), opt.batch_size):
+        chunk = samples[k:k + opt.batch_size]
+        crops = [model_view(s, model.height, synthetic, opt, k + j) for j, s in enumerate(chunk)]
+        for s, pred in zip(chunk, model.decode(crops)):
+            pairs.append((pred, s.tokens))
+            one = score([(pred, s.tokens)], opt.drop_tie)
+            rows.append({"id": s.id, "ser": one.ser, "prediction": pred, "reference": list(s.tokens)})
+        if progress:
+            progress(len(chunk))
+    return score(pairs, opt.drop_tie), rows
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--distorted", is_flag=True, help="Camera-PrIMuS: read ID_distorted.jpg instead of ID.png.")
+@click.option("--split", default="test", show_default=True, help="Synthetic folders: which split.")
+@click.option("--augment", "strength", default=0.0, show_default=True,
+              help="Synthetic folders: camera augmentation strength (0 = clean).")
+@click.option("--drop-tie", is_flag=True, help="Drop `tie` before scoring (cc-staves has none).")
+@click.option("--limit", default=0, help="Only the first N staves.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write per-staff results here.")
+def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: float,
+         drop_tie: bool, limit: int, json_out: Path | None) -> None:
+    """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
+    from rich.progress import Progress
+
+    try:
+        model = load_any(model_path)
+    except (ValueError, RuntimeError) as e:
+        raise click.ClickException(str(e).splitlines()[0]) from None
+    opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit)
+    with Progress(transient=True) as bar:
+        task = bar.add_task("evaluating", total=None)
+        result, rows = evaluate(model, folder, opt, lambda n: bar.advance(task, n))
+    click.echo(f"{folder}: {result}")
+    if json_out:
+        json_out.write_text(json.dumps({"score": asdict(result), "options": asdict(opt),
+                                        "staves": rows}, indent=1))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
