@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-
 from omr.geometry import SIDE_MARGIN_SPACES, STAFF_FRACTION
 from omr.vocab import Vocabulary
 from omr_train.checkpoint import FORMAT as CRNN_FORMAT

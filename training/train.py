@@ -51,6 +51,8 @@ class TrainOptions:
     amp: bool = True
     max_width: int = 2400
     resume: bool = True
+    stop_after: int = 0  # end this invocation at this global step (chunked sessions); 0 = steps
+    init: str = ""  # start from these weights (a shipped checkpoint), with a fresh optimizer
     # Tiny models for tests: override the preset's sizes.
     channels: tuple[int, ...] = ()
     lstm_hidden: int = 0
@@ -165,11 +167,19 @@ def train(opt: TrainOptions) -> Path:
         cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
     if opt.lstm_hidden:
         cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
+    init = checkpoint.load(Path(opt.init)) if opt.init and not ckpt else None
+    if init:
+        vocab = Vocabulary(tuple(init["vocab"]))
+        train_set = [s for s in read_folder(Path(opt.data), split="train")
+                     if all(t in vocab for t in s.tokens)]
+        cfg = checkpoint.CRNNConfig.from_dict(init["config"])
     if ckpt:
         cfg = checkpoint.CRNNConfig.from_dict(ckpt["config"])
     model = build(cfg).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
+    if init:
+        model.load_state_dict({k: v.float() for k, v in init["model"].items()})
     if ckpt:
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optimizer"])
@@ -186,6 +196,9 @@ def train(opt: TrainOptions) -> Path:
         data, batch_sampler=sampler, num_workers=opt.workers,
         collate_fn=lambda items: collate_train(items, opt.max_width),
         persistent_workers=opt.workers > 0, prefetch_factor=4 if opt.workers else None,
+        # Its own generator: seeding workers must not draw from the global RNG that dropout
+        # uses, or a resumed run would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(opt.seed),
         pin_memory=device.type == "cuda")
     use_amp = opt.amp and device.type == "cuda"
     log_path = out / "log.csv"
@@ -209,7 +222,8 @@ def train(opt: TrainOptions) -> Path:
     with progress:
         task = progress.add_task(cfg.name, total=opt.steps, completed=step, info="")
         for images, wids, targets, tlens in loader:
-            if step >= opt.steps or (opt.max_minutes and elapsed >= 60 * opt.max_minutes):
+            if step >= opt.steps or (opt.max_minutes and elapsed >= 60 * opt.max_minutes) \
+                    or (opt.stop_after and step >= opt.stop_after):
                 break
             lr = opt.lr * _lr_factor(opt, step, elapsed)
             for g in optim.param_groups:
@@ -255,7 +269,7 @@ def train(opt: TrainOptions) -> Path:
                 if ddp:
                     torch.distributed.barrier()
     if rank == 0:
-        if val_set:
+        if val_set and step % opt.eval_every:
             ser = validate(model_cfg_model(model), val_set, vocab, cfg.input_height, device)
             with log_path.open("a") as f:
                 csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world,
@@ -305,17 +319,52 @@ def main() -> None:
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming from it.")
 @click.option("--channels", default="", help="Override conv widths, e.g. 8,16 (tiny test models).")
 @click.option("--lstm-hidden", default=0)
+@click.option("--stop-after", default=0, help="End this run at this global step; resume later.")
+@click.option("--init", default="", help="Start from the weights of this checkpoint (fine-tuning).")
 def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_every, eval_samples,
-         augment, seed, workers, threads, no_amp, fresh, channels, lstm_hidden) -> None:
+         augment, seed, workers, threads, no_amp, fresh, channels, lstm_hidden, stop_after,
+         init) -> None:
     """Train a CRNN on a PrIMuS-layout folder (resumes from OUT/last.pt)."""
     opt = TrainOptions(preset=preset, data=data, out=out, batch_size=batch_size, lr=lr, steps=steps,
                        max_minutes=max_minutes, warmup=warmup, eval_every=eval_every,
                        eval_samples=eval_samples, augment=augment, seed=seed, workers=workers,
                        threads=threads, amp=not no_amp, resume=not fresh,
                        channels=tuple(int(c) for c in channels.split(",") if c),
-                       lstm_hidden=lstm_hidden)
+                       lstm_hidden=lstm_hidden, stop_after=stop_after, init=init)
     best = train(opt)
     click.echo(f"best checkpoint: {best}")
+
+
+@main.command()
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "out", required=True, type=click.Path(dir_okay=False))
+def curves(logs, out) -> None:
+    """Plot learning curves (training loss, validation SER) from training log.csv files."""
+    plot_curves([Path(p) for p in logs], Path(out))
+    click.echo(f"wrote {out}")
+
+
+def plot_curves(logs: list[Path], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for log in logs:
+        rows = [r for r in csv.DictReader(log.open()) if float(r["samples_per_s"] or 0) > 0]
+        seen = [int(r["samples"]) / 1000 for r in rows]
+        label = log.stem.replace("-log", "")
+        a.plot(seen, [float(r["loss"]) for r in rows], label=label)
+        b.plot(seen, [100 * float(r["val_ser"]) for r in rows], label=label)
+    a.set(xlabel="staves seen (thousands)", ylabel="CTC loss", yscale="log", title="training loss")
+    b.set(xlabel="staves seen (thousands)", ylabel="validation SER (%)", yscale="log",
+          title="validation symbol error rate (clean synthetic)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
 
 
 if __name__ == "__main__":

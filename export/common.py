@@ -1,0 +1,61 @@
+"""What the three export scripts share: loading, tracing, output paths, sizes, error handling."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import torch
+
+from .spec import Exportable, ExportError
+from .verify import VerificationError
+
+
+def trace(ex: Exportable) -> torch.jit.ScriptModule:
+    """TorchScript by tracing: the graph is fixed but every shape stays symbolic."""
+    with warnings.catch_warnings():
+        # The tracer warns on nn.LSTM's internal shape checks and on its own deprecation; the
+        # verification at several widths and batch sizes is what shows the trace generalises.
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(ex.traceable, ex.spec.dummy_input(), check_trace=False)
+
+
+def output_path(checkpoint: Path, output: Path | None, suffix: str) -> Path:
+    """`-o PATH` when given, else beside the checkpoint: models/crnn.pt -> models/crnn<suffix>."""
+    path = Path(output) if output is not None else checkpoint.with_name(checkpoint.stem + suffix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def size_of(path: Path) -> int:
+    """Bytes in a file, or in every file under a folder (a Core ML .mlpackage is a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def human_size(n: int) -> str:
+    return f"{n / 2 ** 20:.2f} MiB" if n >= 2 ** 20 else f"{n / 2 ** 10:.1f} KiB"
+
+
+def wrote(path: Path, what: str) -> None:
+    click.echo(f"wrote {path} ({what}, {human_size(size_of(path))})")
+
+
+def cli_errors(main: Callable) -> Callable:
+    """Known failures end the script with one line and exit status 1, never a traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (ExportError, VerificationError) as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+
+    return wrapper

@@ -1,0 +1,160 @@
+"""A training checkpoint to ONNX (fp32, fp16, int8), each verified against PyTorch.
+
+    python export/to_onnx.py models/crnn.pt [--precision fp32|fp16|int8|all] [-o models/crnn.onnx]
+
+fp32 is the model the runtime ships (`omr.Recognizer` reads it); fp16 halves the file and
+suits GPUs and mobile accelerators; int8 quantizes the LSTM and MatMul weights (dynamic
+quantization) for CPUs. Inputs and outputs stay float32 in all three, so the runtime's
+preprocessing and decoding never change. Files: crnn.onnx, crnn.fp16.onnx, crnn.int8.onnx.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import click
+import onnx
+import torch
+from omr_export.common import cli_errors, output_path, wrote
+from omr_export.spec import INPUT, OUTPUT, Exportable, load
+from omr_export.verify import (
+    FP32,
+    REDUCED,
+    Report,
+    VerificationError,
+    Verifier,
+    onnx_runner,
+    require,
+    torch_runner,
+)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+SUFFIXES = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8.onnx"}
+OPSET = 17
+# Quantizing the convolutions as well made the model slower in a trial on this machine: ONNX
+# Runtime's int8 convolutions lose to its fp32 ones at these channel counts.
+QUANTIZED_OPS = ["MatMul", "LSTM"]
+# ONNX Runtime 1.32's CPU graph optimizer crashes (segfault) on fp16 Transpose nodes; the two
+# Transposes move data only, so leaving them fp32 costs two casts and nothing in accuracy.
+FP16_KEEP_FP32 = ["Transpose"]
+
+
+def export_fp32(ex: Exportable, out: Path) -> Path:
+    with warnings.catch_warnings():
+        # The legacy exporter announces its deprecation and warns that an LSTM exported at
+        # batch 1 may fail at other batch sizes; verification runs batches of 8 to show it does not.
+        warnings.simplefilter("ignore")
+        # dynamo=True fails on a BiLSTM with a dynamic width (torch 2.13); the TorchScript-based
+        # exporter handles it.
+        torch.onnx.export(ex.traceable, (ex.spec.dummy_input(),), str(out), dynamo=False,
+                          input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
+                          dynamic_axes=ex.spec.dynamic_axes)
+    model = onnx.load(str(out))
+    _set_metadata(model, ex, "fp32")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(out))
+    return out
+
+
+def export_fp16(ex: Exportable, fp32: Path, out: Path) -> Path:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True,
+                                     op_block_list=FP16_KEEP_FP32)
+    _set_metadata(model, ex, "fp16")
+    onnx.save(model, str(out))
+    return out
+
+
+def export_int8(ex: Exportable, fp32: Path, out: Path) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for static quantization
+    try:
+        quantize_dynamic(str(fp32), str(out), op_types_to_quantize=QUANTIZED_OPS,
+                         weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    model = onnx.load(str(out))
+    _set_metadata(model, ex, "int8")
+    onnx.save(model, str(out))
+    return out
+
+
+def _set_metadata(model: onnx.ModelProto, ex: Exportable, precision: str) -> None:
+    meta = {**ex.spec.metadata(), "precision": precision}
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "omr_export"
+    model.doc_string = f"{ex.spec.name} {ex.spec.version}: {meta['preprocessing']}"
+
+
+def verify_onnx(path: Path, ex: Exportable, precision: str,
+                verifier: Verifier | None = None) -> Report:
+    """The runtime must accept the file, and its numbers must match PyTorch's."""
+    from omr.recognize import ModelError, Recognizer
+
+    try:
+        info = Recognizer(path, threads=1).info
+    except ModelError as err:
+        raise VerificationError(f"the runtime rejects {path}: {err}") from None
+    spec = ex.spec
+    if (info.vocab, info.input_height, info.width_stride) != \
+            (spec.vocab, spec.input_height, spec.width_stride):
+        raise VerificationError(f"{path}: metadata differs from the checkpoint's")
+    verifier = verifier or Verifier(spec, torch_runner(ex.model))
+    report = verifier.check(path.name, onnx_runner(path), FP32 if precision == "fp32" else REDUCED)
+    click.echo(str(report))
+    require(report)
+    return report
+
+
+def onnx_paths(checkpoint: Path, output: Path | None,
+               precisions: tuple[str, ...]) -> dict[str, Path]:
+    """-o names the one file asked for, or the fp32 file with the others beside it."""
+    if output is not None and len(precisions) == 1:
+        return {precisions[0]: output_path(checkpoint, output, "")}
+    base = output_path(checkpoint, output, ".onnx")
+    stem = base.name.removesuffix(".onnx")
+    return {p: base.with_name(stem + SUFFIXES[p]) for p in precisions}
+
+
+def export_all(ex: Exportable, paths: dict[str, Path]) -> list[Path]:
+    """Each precision written and verified; fp16 and int8 start from the fp32 graph."""
+    verifier = Verifier(ex.spec, torch_runner(ex.model))
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_fp32(ex, paths.get("fp32") or Path(tmp) / "fp32.onnx")
+        for precision, out in paths.items():
+            if precision == "fp16":
+                export_fp16(ex, fp32, out)
+            elif precision == "int8":
+                export_int8(ex, fp32, out)
+            wrote(out, f"ONNX {precision}, opset {OPSET}, {ex.spec.name} {ex.spec.version}")
+            verify_onnx(out, ex, precision, verifier)
+    return list(paths.values())
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--precision", type=click.Choice([*PRECISIONS, "all"]), default="all",
+              show_default=True, help="Which model(s) to write.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Where to write (with 'all': the fp32 file; the others go beside it).")
+@cli_errors
+def main(checkpoint: Path, precision: str, output: Path | None) -> None:
+    """Export CHECKPOINT to ONNX and verify each model against PyTorch."""
+    torch.set_num_threads(2)
+    ex = load(checkpoint)
+    precisions = PRECISIONS if precision == "all" else (precision,)
+    export_all(ex, onnx_paths(checkpoint, output, precisions))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""The synthesis engine: labels, determinism, resumability, the folder reader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("verovio")
+
+from click.testing import CliRunner  # noqa: E402
+
+from omr.semantic import parse  # noqa: E402
+from omr_train.dataset import read_folder  # noqa: E402
+from omr_train.synth.cli import main as synth_main  # noqa: E402
+from omr_train.synth.music import Event, Snippet, semantic_tokens, transpose  # noqa: E402
+from omr_train.synth.procedural import random_snippet  # noqa: E402
+
+EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
+
+
+def _synth(out: Path, count: int, seed: int = 3) -> None:
+    r = CliRunner().invoke(synth_main, ["--out", str(out), "--count", str(count), "--workers", "1",
+                                        "--seed", str(seed), "--no-corpus"])
+    assert r.exit_code == 0, r.output
+
+
+def test_key_signature_accidentals_are_spelled_as_they_sound():
+    s = Snippet("G2", 2, "3/4", ((Event("note", "quarter", 0, "F", 1, 4, tie=True),
+                                  Event("note", "quarter", 0, "F", 1, 4),
+                                  Event("note", "quarter", 0, "C", 0, 5)),))
+    assert semantic_tokens(s) == ["clef-G2", "keySignature-DM", "timeSignature-3/4",
+                                  "note-F#4_quarter", "tie", "note-F#4_quarter",
+                                  "note-C5_quarter", "barline"]
+
+
+def test_c_major_has_no_key_signature_token():
+    s = Snippet("F4", 0, "C/", ((Event("rest", "half", 1),),), final_barline=False)
+    assert semantic_tokens(s) == ["clef-F4", "timeSignature-C/", "rest-half."]
+
+
+def test_transposition_respells_in_the_new_key():
+    s = Snippet("G2", 0, None, ((Event("note", step="E", octave=4),),))
+    up = transpose(s, 2)  # C major -> D major, E4 -> F#4
+    assert up.key == 2 and semantic_tokens(up)[-2] == "note-F#4_quarter"
+
+
+def test_procedural_snippets_cover_what_folk_tunes_lack():
+    rng = np.random.default_rng(0)
+    tokens = {t for i in range(400) for t in semantic_tokens(random_snippet(rng, str(i)))}
+    for needed in ("clef-C1", "clef-C3", "clef-F4", "timeSignature-C/", "timeSignature-C"):
+        assert needed in tokens
+    assert any(t.startswith("multirest-") for t in tokens)
+    assert any(t.startswith("gracenote-") for t in tokens)
+    assert any("_double_whole" in t for t in tokens) and any("sixty_fourth" in t for t in tokens)
+    assert any(t.endswith("_fermata") for t in tokens) and any(".." in t for t in tokens)
+    unknown = [t for t in tokens if parse([t]) == []]
+    assert not unknown, unknown
+
+
+def test_same_seed_same_dataset_and_resume_keeps_what_was_written(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    _synth(a, 12)
+    _synth(b, 6)
+    first = {p.name: p.read_bytes() for p in b.rglob("*.png")}
+    _synth(b, 12)  # resumes: the first six are kept, the rest added
+    assert {p.name: p.read_bytes() for p in b.rglob("*.png") if p.name in first} == first
+    pngs = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert pngs == sorted(p.relative_to(b) for p in b.rglob("*.png"))
+    for p in pngs:
+        assert (a / p).read_bytes() == (b / p).read_bytes()
+    assert len((a / "manifest.jsonl").read_text().splitlines()) == 12
+
+
+def test_reader_reads_our_layout_with_splits(tmp_path):
+    _synth(tmp_path, 30)
+    every = read_folder(tmp_path)
+    assert len(every) == 30 and all(s.tokens[0].startswith("clef-") for s in every)
+    train = read_folder(tmp_path, split="train")
+    assert 0 < len(train) < 30 and all(s.split == "train" for s in train)
+
+
+@pytest.mark.skipif(not (EVAL / "camera-primus").exists(), reason="../shared/eval absent")
+def test_reader_reads_camera_primus():
+    clean = read_folder(EVAL / "camera-primus")
+    distorted = read_folder(EVAL / "camera-primus", "distorted")
+    assert len(clean) == len(distorted) == 100
+    assert clean[0].image.suffix == ".png" and distorted[0].image.name.endswith("_distorted.jpg")
+    assert all(s.tokens[0].startswith("clef-") for s in clean)

@@ -1,0 +1,96 @@
+"""The training loop on a tiny CRNN: loss falls, resume is exact, torchrun runs, checkpoints
+load without running code."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("verovio")
+
+from click.testing import CliRunner  # noqa: E402
+
+from omr_train import checkpoint  # noqa: E402
+from omr_train.synth.cli import main as synth_main  # noqa: E402
+from omr_train.train import TrainOptions, train  # noqa: E402
+
+TINY = dict(channels=(8, 16), lstm_hidden=16, batch_size=4, workers=0, threads=1, augment=0.0,
+            warmup=2, lr=3e-3, eval_samples=8)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    result = CliRunner().invoke(synth_main, ["--out", str(out), "--count", "48", "--workers", "1",
+                                             "--seed", "5", "--no-corpus"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _losses(run: Path) -> list[float]:
+    return [float(r["loss"]) for r in csv.DictReader((run / "log.csv").open())
+            if float(r["samples_per_s"]) > 0]
+
+
+def test_loss_falls_on_a_tiny_model(data, tmp_path):
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=40, eval_every=10, **TINY))
+    losses = _losses(run)
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(TrainOptions(data=str(data), out=str(whole), steps=8, eval_every=4, **TINY))
+    train(TrainOptions(data=str(data), out=str(parts), steps=8, eval_every=4, stop_after=4, **TINY))
+    assert checkpoint.load(parts / "last.pt")["step"] == 4
+    train(TrainOptions(data=str(data), out=str(parts), steps=8, eval_every=4, **TINY))
+    a = checkpoint.load(whole / "last.pt")["model"]
+    b = checkpoint.load(parts / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_torchrun_trains_with_two_cpu_processes(data, tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    run = tmp_path / "ddp"
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29517", "-m", "omr_train.train",
+           "crnn", "--data", str(data), "--out", str(run), "--steps", "4", "--eval-every", "2",
+           "--batch-size", "4", "--workers", "0", "--threads", "1", "--channels", "8,16",
+           "--lstm-hidden", "16", "--augment", "0", "--warmup", "1", "--eval-samples", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert checkpoint.load(run / "last.pt")["step"] == 4
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-by-checkpoint",))
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "payload": _Exploit()}, evil)
+    with pytest.raises(ValueError, match="not a loadable checkpoint"):
+        checkpoint.load(evil)
+    assert not (tmp_path / "pwned-by-checkpoint").exists()
+
+
+def test_shipped_checkpoint_loads_and_rebuilds():
+    path = Path(__file__).resolve().parents[1] / "models" / "crnn.pt"
+    if not path.exists():
+        pytest.skip("no shipped model")
+    model, cfg, vocab, ckpt = checkpoint.load_model(path)
+    assert cfg.num_classes == vocab.size and ckpt["step"] > 0
+    x = torch.zeros(1, 1, cfg.input_height, 256)
+    assert model(x).shape == (1, 256 // cfg.width_stride, vocab.size)
