@@ -202,8 +202,12 @@ def _neighbour(s: Snippet, rng: np.random.Generator) -> Snippet:
     return replace(moved, clef=clef, key=s.key, measures=measures)
 
 
-def snippet_to_mei(s: Snippet, clutter: Clutter, rng: np.random.Generator) -> tuple[str, int]:
-    """The MEI document, and the 1-based staff number of the labelled staff."""
+def snippet_to_mei(s: Snippet, clutter: Clutter, rng: np.random.Generator,
+                   system_breaks: tuple[int, ...] = ()) -> tuple[str, int]:
+    """The MEI document, and the 1-based staff number of the labelled staff.
+
+    system_breaks: measure indices after which a new system starts (whole pages).
+    """
     s = close_ties(s)
     w = _Writer(s, clutter, rng)
     staves = [(s, True)]
@@ -228,7 +232,8 @@ def snippet_to_mei(s: Snippet, clutter: Clutter, rng: np.random.Generator) -> tu
         if k == 0 and clutter.tempo:
             controls += (f'<tempo staff="{main_n}" tstamp="1" place="above">'
                          f'{rng.choice(TEMPI)}</tempo>')
-        measures.append(f'<measure n="{k + 1}"{right}>{"".join(body)}{controls}</measure>')
+        measures.append(f'<measure n="{k + 1}"{right}>{"".join(body)}{controls}</measure>'
+                        + ("<sb/>" if k in system_breaks else ""))
     if clutter.slur and len(w.note_ids) > 2:
         measures[-1] = measures[-1].replace("</measure>", _slurs(w.note_ids, clutter.slur, rng, main_n) + "</measure>")
     mei = ('<?xml version="1.0" encoding="UTF-8"?>'
