@@ -293,6 +293,12 @@ def report(results: list[Measurement], info: dict, spec, args, staves: dict) -> 
         lines.append(f"| {m.backend} | {m.device} | {m.file_mib:.2f} | {m.p50_ms:.1f} | "
                      f"{m.p90_ms:.1f} | {m.throughput:.1f} | {m.peak_mib:.0f} | {m.model_mib:.0f} "
                      f"| {ser[0]} | {ser[1]} |")
+    busy = os.getloadavg()[0] - (os.cpu_count() or 1)
+    if busy > 0.5:
+        lines += ["", (f"The machine was busy (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+                       f"cores at the end): PyTorch's OpenMP threads wait for descheduled peers "
+                       f"at every barrier, so its p90 suffers most. Rerun on an idle machine, "
+                       f"or compare with --threads 1.")]
     by = {m.backend: m for m in results}
     if "pytorch" in by and "onnxruntime-int8" in by:
         ratio = by["onnxruntime-int8"].p50_ms / by["pytorch"].p50_ms

@@ -63,14 +63,11 @@ def read_folder(root: Path, variant: str = "clean", split: str | None = None) ->
 
 def _manifest_splits(root: Path) -> dict[str, str]:
     m = root / "manifest.jsonl"
-    if not m.exists():
-        return {}
-    out = {}
-    with m.open() as f:
-        for line in f:
-            row = json.loads(line)
-            out[row["id"]] = row.get("split", "")
-    return out
+    if m.exists():
+        rows = (json.loads(line) for line in m.open())
+    else:  # a dataset still being written: each finished sample has its own ID/ID.json
+        rows = (json.loads(p.read_text()) for p in root.glob("*/*.json"))
+    return {row["id"]: row.get("split", "") for row in rows}
 
 
 def png_width(path: Path) -> int:

@@ -72,7 +72,8 @@ def load_any(path: Path):
 
 
 def is_synthetic(root: Path) -> bool:
-    return (root / "manifest.jsonl").exists()
+    return (root / "manifest.jsonl").exists() or (root / "synth.json").exists() or \
+        next(root.glob("*/*.json"), None) is not None
 
 
 def model_view(sample: Sample, height: int, synthetic: bool, opt: EvalOptions, index: int) -> np.ndarray:

@@ -17,9 +17,9 @@ TIMES = ["C", "C/", "2/4", "3/4", "4/4", "6/8", "3/8", "2/2", "3/2", "9/8", "12/
          "5/4", "3/1", "2/1", "4/2", "2/8", "7/8"]
 TIME_WEIGHTS = np.array([12, 10, 8, 10, 6, 6, 4, 4, 3, 2, 2, 2, 1, 1.5, 1, 1, 0.5, 0.5])
 CLEF_WEIGHTS = np.array([30, 2, 12, 3, 8, 6, 2, 2, 15, 1.5])  # order of music.CLEFS
-DUR_NAMES = ["double_whole", "whole", "half", "quarter", "eighth", "sixteenth", "thirty_second",
+DUR_NAMES = ["quadruple_whole", "double_whole", "whole", "half", "quarter", "eighth", "sixteenth", "thirty_second",
              "sixty_fourth"]
-DUR_WEIGHTS = np.array([0.4, 2, 6, 12, 12, 6, 1.5, 0.4])
+DUR_WEIGHTS = np.array([0.1, 1.0, 2, 6, 12, 12, 6, 1.5, 0.4])
 # Diatonic index (C0 = 0) of the bottom staff line for each clef.
 CLEF_BOTTOM = {"G2": 30, "G1": 32, "C1": 28, "C2": 26, "C3": 24, "C4": 22, "C5": 20,
                "F3": 20, "F4": 18, "F5": 16}
@@ -114,6 +114,8 @@ def random_snippet(rng: np.random.Generator, piece: str) -> Snippet:
     key = int(rng.integers(-7, 8)) if rng.random() < 0.85 else 0
     time = None if rng.random() < 0.05 else str(rng.choice(TIMES, p=TIME_WEIGHTS / TIME_WEIGHTS.sum()))
     length = measure_quarters(time)
+    if time in ("C/", "2/2", "3/2", "C", None) and rng.random() < 0.15:
+        length *= 2  # breve-length bars, as in the early-music incipits of RISM
     prev = CLEF_BOTTOM[clef] + int(rng.integers(0, 9))
     measures: list[list[Event]] = []
     for _ in range(int(rng.integers(1, 8))):
