@@ -20,6 +20,7 @@ import numpy as np
 from .augment import AugmentOptions, augment
 from .dataset import Sample, collate, read_folder
 from .metrics import Score, ctc_greedy, score
+from .synth.engrave import HELD_OUT_FONT
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,20 @@ def model_view(sample: Sample, height: int, synthetic: bool, opt: EvalOptions, i
         return normalize_staff_crop(gray, height)
 
 
+def _font(sample: Sample) -> str:
+    meta = sample.image.with_suffix(".json")
+    return json.loads(meta.read_text())["style"]["font"] if meta.exists() else ""
+
+
+def by_font(rows: list[dict], drop_tie: bool = False) -> dict[str, Score]:
+    """Scores per engraving font: the held-out font measures generalisation."""
+    groups: dict[str, list] = {}
+    for r in rows:
+        if r["font"]:
+            groups.setdefault(r["font"], []).append((r["prediction"], r["reference"]))
+    return {k: score(v, drop_tie) for k, v in sorted(groups.items())}
+
+
 def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score, list[dict]]:
     synthetic = is_synthetic(root)
     samples = read_folder(root, opt.variant, opt.split if synthetic else None)
@@ -105,7 +120,8 @@ def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score,
         for s, pred in zip(chunk, model.decode(crops)):
             pairs.append((pred, s.tokens))
             one = score([(pred, s.tokens)], opt.drop_tie)
-            rows.append({"id": s.id, "ser": one.ser, "prediction": pred, "reference": list(s.tokens)})
+            rows.append({"id": s.id, "ser": one.ser, "prediction": pred,
+                         "reference": list(s.tokens), "font": _font(s) if synthetic else ""})
         if progress:
             progress(len(chunk))
     return score(pairs, opt.drop_tie), rows
@@ -136,6 +152,9 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
         task = bar.add_task("evaluating", total=None)
         result, rows = evaluate(model, folder, opt, lambda n: bar.advance(task, n))
     click.echo(f"{folder}: {result}")
+    for font, sc in by_font(rows, drop_tie).items():
+        held = " (held out of training)" if font == HELD_OUT_FONT else ""
+        click.echo(f"  {font:10s} SER {100 * sc.ser:5.2f}%  ({sc.staves} staves){held}")
     if json_out:
         json_out.write_text(json.dumps({"score": asdict(result), "options": asdict(opt),
                                         "staves": rows}, indent=1))
