@@ -1,0 +1,49 @@
+"""The packaged model on the engraved example page that the README's first command reads."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "runtime" / "models" / "crnn.onnx"
+PAGE = ROOT / "runtime" / "examples" / "engraved-page.png"
+
+pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="no packaged model")
+
+
+def _ser(pred: list[list[str]], ref: list[list[str]]) -> float:
+    from omr_train.metrics import score
+
+    return score(zip(pred, ref)).ser
+
+
+def test_example_page_reads_back_its_own_labels(tmp_path):
+    out = tmp_path / "page.semantic"
+    run = subprocess.run([sys.executable, "-m", "omr.cli", str(PAGE), "--format", "semantic",
+                          "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    pred = [line.split("\t") for line in out.read_text().strip().splitlines()]
+    ref = [line.split("\t") for line in PAGE.with_suffix(".semantic").read_text().strip().splitlines()]
+    assert len(pred) == len(ref) == 6
+    assert _ser(pred, ref) < 0.10
+
+
+def test_midi_is_written_readable_like_any_other_file(tmp_path):
+    from omr import Recognizer
+
+    target = tmp_path / "page.mid"
+    Recognizer().read(PAGE).to_midi(target)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    import mido
+
+    notes = [m for m in mido.MidiFile(target).tracks[0] if m.type == "note_on" and m.velocity]
+    assert len(notes) > 60
