@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from omr.vocab import Vocabulary
 from omr_train.augment import augment
 from omr_train.dataset import collate, read_folder

@@ -26,7 +26,7 @@ def _ser(pred: list[list[str]], ref: list[list[str]]) -> float:
 def test_example_page_reads_back_its_own_labels(tmp_path):
     out = tmp_path / "page.semantic"
     run = subprocess.run([sys.executable, "-m", "omr.cli", str(PAGE), "--format", "semantic",
-                          "-o", str(out)], capture_output=True, text=True, timeout=120)
+                          "-o", str(out)], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     pred = [line.split("\t") for line in out.read_text().strip().splitlines()]
     ref = [line.split("\t") for line in PAGE.with_suffix(".semantic").read_text().strip().splitlines()]

@@ -9,13 +9,12 @@ import pytest
 
 pytest.importorskip("verovio")
 
-from click.testing import CliRunner  # noqa: E402
-
-from omr.semantic import parse  # noqa: E402
-from omr_train.dataset import read_folder  # noqa: E402
-from omr_train.synth.cli import main as synth_main  # noqa: E402
-from omr_train.synth.music import Event, Snippet, semantic_tokens, transpose  # noqa: E402
-from omr_train.synth.procedural import random_snippet  # noqa: E402
+from click.testing import CliRunner
+from omr.semantic import parse
+from omr_train.dataset import read_folder
+from omr_train.synth.cli import main as synth_main
+from omr_train.synth.music import Event, Snippet, semantic_tokens, transpose
+from omr_train.synth.procedural import random_snippet
 
 EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
 

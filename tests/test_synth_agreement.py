@@ -18,14 +18,14 @@ import pytest
 
 pytest.importorskip("verovio")
 
-from omr.midi import notes_from_midi  # noqa: E402
-from omr.semantic import notes_from_tokens  # noqa: E402
-from omr_train.synth import corpus  # noqa: E402
-from omr_train.synth.engrave import Engraver, RenderStyle  # noqa: E402
-from omr_train.synth.generate import corpus_snippet  # noqa: E402
-from omr_train.synth.mei import Clutter, close_ties, snippet_to_mei  # noqa: E402
-from omr_train.synth.music import Snippet, semantic_tokens  # noqa: E402
-from omr_train.synth.procedural import random_snippet  # noqa: E402
+from omr.midi import notes_from_midi
+from omr.semantic import notes_from_tokens
+from omr_train.synth import corpus
+from omr_train.synth.engrave import Engraver, RenderStyle
+from omr_train.synth.generate import corpus_snippet
+from omr_train.synth.mei import Clutter, close_ties, snippet_to_mei
+from omr_train.synth.music import Snippet, semantic_tokens
+from omr_train.synth.procedural import random_snippet
 
 TOL = 0.03  # quarter notes: a few of Verovio's ticks
 
@@ -49,7 +49,7 @@ def corpus_snippets() -> list[Snippet]:
 
 
 def _verovio_notes(engraver: Engraver, s: Snippet, rng) -> list:
-    mei, main = snippet_to_mei(s, Clutter(), rng)
+    mei, _ = snippet_to_mei(s, Clutter(), rng)
     engraver.svg(mei, RenderStyle())
     return notes_from_midi(engraver.midi())
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
 from omr.geometry import STAFF_FRACTION
 from omr.image import flatten_illumination
 from omr_train.synth.engrave import STORE_FRACTION
@@ -51,7 +50,7 @@ def canonical_crop(img: np.ndarray, height: int, rng: np.random.Generator | None
     win = span / frac
     y0 = cy - win / 2
     scale = height / win
-    width = max(16, int(round((x1 - x0) * scale)))
+    width = max(16, round((x1 - x0) * scale))
     m = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]], np.float32)
     return cv2.warpAffine(img, m, (width, height), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
@@ -151,6 +150,6 @@ def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
     if rng.random() < opt.p_binarise:
         out = cv2.adaptiveThreshold(out, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 15, 8)
     if rng.random() < opt.p_jpeg:
-        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
+        _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
         out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     return out

@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import torch
-
 from omr.vocab import Vocabulary
 
 from .model import CRNN, CRNNConfig, build

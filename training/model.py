@@ -36,7 +36,7 @@ class CRNNConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CRNNConfig":
+    def from_dict(cls, d: dict) -> CRNNConfig:
         d = dict(d)
         d["channels"] = tuple(d["channels"])
         d["width_pools"] = tuple(d["width_pools"])

@@ -19,7 +19,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from omr.vocab import Vocabulary
 
 from . import checkpoint
@@ -146,7 +145,7 @@ def _setup_distributed():
 def train(opt: TrainOptions) -> Path:
     rank, world, ddp = _setup_distributed()
     torch.set_num_threads(opt.threads)
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(opt.seed + rank)
     out = Path(opt.out)
     last, best = out / "last.pt", out / "best.pt"

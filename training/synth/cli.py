@@ -61,8 +61,13 @@ def write_manifest(out: Path, count: int) -> int:
 def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus: bool,
          max_seconds: float) -> None:
     """Engrave COUNT labelled staves into OUT (resumable; same seed, same dataset)."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     if not no_corpus:

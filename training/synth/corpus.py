@@ -137,10 +137,10 @@ def _parse_file(path: str, name: str, rng) -> list[Snippet]:
     for k, score in enumerate(scores):
         number = score.metadata.number if score.metadata and score.metadata.number else k
         piece = f"{name}/{stem}/{number}"
-        for j, part in enumerate(score.parts[:4]):
+        for part in score.parts[:4]:
             try:
                 out.extend(cut_part(part, name, piece, rng, CutOptions()))
-            except Exception:  # noqa: BLE001 - malformed measures in one tune skip that tune
+            except Exception:  # noqa: BLE001, S112 - malformed measures skip that part only
                 continue
     return out
 

@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-
 from omr.geometry import StaffBox
 
 FONTS = ("Leipzig", "Bravura", "Leland", "Petaluma", "Gootville")
@@ -40,7 +39,7 @@ class RenderStyle:
     side_spaces: float = STORE_SIDE_SPACES
 
     @classmethod
-    def random(cls, rng: np.random.Generator, fonts=FONTS) -> "RenderStyle":
+    def random(cls, rng: np.random.Generator, fonts=FONTS) -> RenderStyle:
         return cls(
             font=str(rng.choice(fonts)),
             spacing_linear=float(rng.uniform(0.15, 0.35)),
@@ -116,7 +115,7 @@ def rasterise(svg: str, window: tuple[float, float, float, float], height: int,
     import resvg_py
 
     x0, y0, x1, y1 = window
-    width = max(8, int(round((x1 - x0) * height / (y1 - y0))))
+    width = max(8, round((x1 - x0) * height / (y1 - y0)))
     head = (f'<svg width="{width}px" height="{height}px" '
             f'viewBox="{x0:.2f} {y0:.2f} {x1 - x0:.2f} {y1 - y0:.2f}" preserveAspectRatio="none"')
     page_w, page_h = _SIZE.search(svg).groups()

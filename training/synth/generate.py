@@ -46,7 +46,7 @@ def _fit_clef(s: Snippet, rng: np.random.Generator) -> Snippet:
         return replace(s, clef=clef)
     mean = float(np.mean([n.diatonic for n in notes]))
     centre = CLEF_BOTTOM[clef] + 4
-    octaves = int(round((centre - mean) / 7))
+    octaves = round((centre - mean) / 7)
     moved = transpose(s, 0, octaves) if octaves else s
     return replace(moved or s, clef=clef)
 
@@ -93,7 +93,7 @@ def write_sample(out: Path, index: int, image: np.ndarray, tokens: list[str], me
     sid = sample_id(index)
     d = out / sid
     d.mkdir(parents=True, exist_ok=True)
-    ok, png = cv2.imencode(".png", image)
+    _, png = cv2.imencode(".png", image)
     _atomic(d / f"{sid}.png", png.tobytes())
     _atomic(d / f"{sid}.semantic", ("\t".join(tokens) + "\n").encode())
     _atomic(d / f"{sid}.json", json.dumps({"id": sid, **meta}).encode())

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-
 from omr_train.augment import AugmentOptions, augment
 from omr_train.dataset import read_folder
 

@@ -8,6 +8,7 @@ accidentals (`accid.ges`) so Verovio's own MIDI plays what the label says.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -41,7 +42,7 @@ class Clutter:
     neighbour_below: bool = False
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "Clutter":
+    def random(cls, rng: np.random.Generator) -> Clutter:
         busy = rng.random() < 0.6
         return cls(
             slur=float(rng.choice([0, 0.08, 0.2])) if busy else 0.0,
@@ -60,7 +61,7 @@ def close_ties(s: Snippet) -> Snippet:
     """Drop ties that lead nowhere or to another pitch: they cannot be engraved or heard."""
     flat = [e for m in s.measures for e in m if not (e.kind == "note" and e.grace)]
     ok: set[int] = set()
-    for a, b in zip(flat, flat[1:]):
+    for a, b in pairwise(flat):
         if a.kind == "note" and a.tie and b.kind == "note" and a.midi == b.midi:
             ok.add(id(a))
     measures = tuple(tuple(replace(e, tie=False) if e.tie and id(e) not in ok else e for e in m)

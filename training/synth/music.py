@@ -71,7 +71,7 @@ class Snippet:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Snippet":
+    def from_dict(cls, d: dict) -> Snippet:
         measures = tuple(tuple(Event(**e) for e in m) for m in d["measures"])
         return cls(**{**d, "measures": measures})
 

@@ -8,6 +8,7 @@ grace notes and far ledger lines: this generator covers all of those, with label
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _measure(rng, clef: str, key: int, length: float, prev: int) -> tuple[list[E
 def _add_ties(rng, measures: list[list[Event]]) -> None:
     """Tie some notes to a following note, which then takes the same pitch."""
     flat = [(i, j) for i, m in enumerate(measures) for j, e in enumerate(m)]
-    for (i, j), (k, l) in zip(flat, flat[1:]):
+    for (i, j), (k, l) in pairwise(flat):
         a, b = measures[i][j], measures[k][l]
         if a.kind == b.kind == "note" and not a.grace and not b.grace and rng.random() < 0.07:
             measures[i][j] = replace(a, tie=True, fermata=False)
