@@ -49,8 +49,8 @@ def score(pairs: Iterable[tuple[Sequence[str], Sequence[str]]], drop_tie: bool =
 
 
 def ctc_greedy(log_probs: np.ndarray, length: int) -> list[int]:
-    """Best path: argmax per frame, repeats collapsed, blanks (0) dropped."""
-    best = log_probs[:length].argmax(-1)
-    keep = np.ones_like(best, bool)
-    keep[1:] = best[1:] != best[:-1]
-    return [int(i) for i in best[keep] if i != 0]
+    """Best path over the first `length` frames: the runtime's decoder, so training scores
+    exactly what `omr-run` would read."""
+    from omr.recognize import greedy_decode
+
+    return greedy_decode(log_probs[:length])[0]
