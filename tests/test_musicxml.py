@@ -7,11 +7,11 @@ import pytest
 
 music21 = pytest.importorskip("music21")
 
-from omr.semantic import notes_from_tokens  # noqa: E402
-from omr.writers import musicxml  # noqa: E402
-from omr_train.synth.mei import close_ties  # noqa: E402
-from omr_train.synth.music import semantic_tokens  # noqa: E402
-from omr_train.synth.procedural import random_snippet  # noqa: E402
+from omr.semantic import notes_from_tokens
+from omr.writers import musicxml
+from omr_train.synth.mei import close_ties
+from omr_train.synth.music import semantic_tokens
+from omr_train.synth.procedural import random_snippet
 
 
 def _music21_notes(xml: str) -> list[tuple[int, float, float]]:

@@ -31,8 +31,12 @@ def save(path: Path, model: torch.nn.Module, cfg: CRNNConfig, vocab: Vocabulary,
 def load(path: Path, map_location: str = "cpu") -> dict:
     try:
         ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such checkpoint") from None
     except Exception as e:  # noqa: BLE001 - any unpickling failure is one clear message
-        raise ValueError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+        # torch's own text advises weights_only=False, exactly what must not be done with a
+        # file from someone else; name the failure and nothing more.
+        raise ValueError(f"{path}: not a loadable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not an omr CRNN checkpoint")
     return ckpt
