@@ -20,7 +20,7 @@ FORMAT = "omr-crnn-checkpoint/1"
 def save(path: Path, model: torch.nn.Module, cfg: CRNNConfig, vocab: Vocabulary, **state) -> None:
     """Atomic save: a run killed mid-write leaves the previous checkpoint intact."""
     payload = {"format": FORMAT, "config": cfg.to_dict(), "vocab": list(vocab.tokens),
-               "model": _unwrap(model).state_dict(), **state}
+               "model": unwrap(model).state_dict(), **state}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -63,5 +63,6 @@ def slim(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, out of its DistributedDataParallel wrapper if it has one."""
     return model.module if hasattr(model, "module") else model

@@ -9,7 +9,6 @@ own staff normalisation, exactly as `omr-run --staff` would read them.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -158,7 +157,6 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
     if json_out:
         json_out.write_text(json.dumps({"score": asdict(result), "options": asdict(opt),
                                         "staves": rows}, indent=1))
-    sys.exit(0)
 
 
 if __name__ == "__main__":

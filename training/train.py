@@ -23,11 +23,11 @@ from omr.vocab import Vocabulary
 
 from . import checkpoint
 from .augment import AugmentOptions, augment
-
-CLEAN = AugmentOptions(strength=0.0)
 from .dataset import Sample, bucket_batches, collate, png_width, read_folder
 from .metrics import ctc_greedy, score
 from .model import PRESETS, build, output_lengths
+
+CLEAN = AugmentOptions(strength=0.0)
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def validate(model, samples: list[Sample], vocab: Vocabulary, height: int, devic
 
 
 def model_cfg(model):
-    return (model.module if hasattr(model, "module") else model).cfg
+    return checkpoint.unwrap(model).cfg
 
 
 def _setup_distributed():
@@ -156,7 +156,9 @@ def train(opt: TrainOptions) -> Path:
         raise click.ClickException(f"no training samples (split 'train') under {opt.data}")
     resume = opt.resume and last.exists()
     ckpt = checkpoint.load(last) if resume else None
-    vocab = Vocabulary(tuple(ckpt["vocab"])) if ckpt else \
+    init = checkpoint.load(Path(opt.init)) if opt.init and not ckpt else None
+    source = ckpt or init
+    vocab = Vocabulary(tuple(source["vocab"])) if source else \
         Vocabulary.from_labels([s.tokens for s in train_set + val_set])
     # Validation labels with tokens the vocabulary lacks cannot be predicted; keep them anyway.
     train_set = [s for s in train_set if all(t in vocab for t in s.tokens)]
@@ -166,14 +168,8 @@ def train(opt: TrainOptions) -> Path:
         cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
     if opt.lstm_hidden:
         cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
-    init = checkpoint.load(Path(opt.init)) if opt.init and not ckpt else None
-    if init:
-        vocab = Vocabulary(tuple(init["vocab"]))
-        train_set = [s for s in read_folder(Path(opt.data), split="train")
-                     if all(t in vocab for t in s.tokens)]
-        cfg = checkpoint.CRNNConfig.from_dict(init["config"])
-    if ckpt:
-        cfg = checkpoint.CRNNConfig.from_dict(ckpt["config"])
+    if source:
+        cfg = checkpoint.CRNNConfig.from_dict(source["config"])
     model = build(cfg).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
@@ -211,6 +207,18 @@ def train(opt: TrainOptions) -> Path:
         checkpoint.save(path, model, cfg, vocab, optimizer=optim.state_dict(), step=step,
                         elapsed=elapsed, best_ser=state["best_ser"], args=_args(opt),
                         torch_rng=torch.get_rng_state())
+
+    def log_validation(lr_text: str, rate, keep_first: bool = False) -> None:
+        """Validate, append a log row, keep the best checkpoint (`keep_first`: keep one anyway)."""
+        ser = validate(checkpoint.unwrap(model), val_set, vocab, cfg.input_height, device) \
+            if val_set else float("nan")
+        mean_loss = round(float(np.mean(window)), 4) if window else 0.0
+        with log_path.open("a") as f:
+            csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world, mean_loss,
+                                    round(ser, 4), lr_text, rate])
+        if ser < state["best_ser"] or (keep_first and not best.exists()):
+            state["best_ser"] = min(ser, state["best_ser"])
+            save_state(best)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -255,36 +263,19 @@ def train(opt: TrainOptions) -> Path:
                                 info=f"loss {np.mean(window[-50:]):.3f}  val SER {state['best_ser']:.3f}  {rate:.0f} staves/s")
             if step % opt.eval_every == 0 or step == opt.steps:
                 if rank == 0:
-                    ser = validate(model_cfg_model(model), val_set, vocab, cfg.input_height, device) if val_set else float("nan")
-                    with log_path.open("a") as f:
-                        csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world,
-                                                round(float(np.mean(window)), 4), round(ser, 4),
-                                                f"{lr:.2e}", round(rate, 1)])
+                    log_validation(f"{lr:.2e}", round(rate, 1))
                     window = []
-                    if ser < state["best_ser"]:
-                        state["best_ser"] = ser
-                        save_state(best)
                     save_state(last)
                 if ddp:
                     torch.distributed.barrier()
     if rank == 0:
         if val_set and step % opt.eval_every:
-            ser = validate(model_cfg_model(model), val_set, vocab, cfg.input_height, device)
-            with log_path.open("a") as f:
-                csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world,
-                                        round(float(np.mean(window)) if window else 0.0, 4),
-                                        round(ser, 4), "0", "0"])
-            if ser < state["best_ser"] or not best.exists():
-                state["best_ser"] = min(ser, state["best_ser"])
-                save_state(best)
+            # The closing row has rate 0: plots skip it, the best checkpoint still counts it.
+            log_validation("0", "0", keep_first=True)
         save_state(last)
     if ddp:
         torch.distributed.destroy_process_group()
     return best
-
-
-def model_cfg_model(model):
-    return model.module if hasattr(model, "module") else model
 
 
 def _args(opt: TrainOptions) -> dict:
