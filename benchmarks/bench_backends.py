@@ -110,7 +110,7 @@ def _batch(crops: list[np.ndarray], height: int, stride: int) -> tuple[np.ndarra
 
 
 def worker(args: argparse.Namespace) -> None:
-    from omr.recognize import greedy_decode
+    from omr.decode import greedy_decode
     from omr.vocab import Vocabulary
     from omr_train.metrics import score
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omr.recognize import greedy_decode
+from omr.decode import greedy_decode
 
 from .spec import INPUT, OUTPUT, ModelSpec
 

@@ -1,4 +1,4 @@
-"""From a page image to tokens: the ONNX Runtime session, batching and CTC decoding.
+"""From a page image to tokens: the ONNX Runtime session and batching (decoding: decode.py).
 
 Model contract (export/ produces exactly this): input `image`, float32 [N, 1, H, W] with
 ink = 1 and paper = 0; output `log_probs`, float32 [N, T, C], log-softmax, class 0 = CTC blank.
@@ -18,6 +18,7 @@ import numpy as np
 
 from . import image as img
 from . import semantic
+from .decode import DecodeOptions, decode
 from .vocab import Vocabulary
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "crnn.onnx"
@@ -75,8 +76,9 @@ class Recognizer:
     """Loads the ONNX model once; `read` turns an image file into a Score."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, decoding: DecodeOptions | None = None) -> None:
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        self.decoding = decoding or DecodeOptions()
         self.session = _session(self.model_path, device, threads)
         self.info = _model_info(self.session, self.model_path)
 
@@ -116,9 +118,9 @@ class Recognizer:
         clock = time.perf_counter()
         staves = []
         for box, probs, length in zip(boxes, log_probs, lengths):
-            ids, confidence = greedy_decode(probs[:length])
-            tokens = semantic.repair(self.info.vocab.decode(ids), open_end=True)
-            staves.append(Staff(box, tuple(tokens), confidence))
+            read = decode(probs[:length], self.info.vocab, self.decoding)
+            tokens = semantic.repair(read.tokens, open_end=True)
+            staves.append(Staff(box, tuple(tokens), read.confidence))
         timings["decode"] = time.perf_counter() - clock
         return Score(tuple(staves), (gray.shape[1], gray.shape[0]), timings)
 
@@ -137,23 +139,6 @@ class Recognizer:
         frames = out.shape[1]
         lengths = [max(1, min(frames, math.ceil(c.shape[1] * frames / width))) for c in crops]
         return out, lengths
-
-
-def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
-    """Best class per frame, repeats collapsed, blanks dropped; confidence of what was emitted.
-
-    Confidence is the mean probability of the winning class over the non-blank frames
-    (1.0 for an empty result: nothing was claimed).
-    """
-    best = log_probs.argmax(axis=1)
-    keep = np.ones(len(best), bool)
-    keep[1:] = best[1:] != best[:-1]
-    ids = [int(i) for i in best[keep & (best != 0)]]
-    emitted = best != 0
-    if not emitted.any():
-        return ids, 1.0
-    confidence = float(np.exp(log_probs[emitted, best[emitted]]).mean())
-    return ids, confidence
 
 
 def _session(path: Path, device: str, threads: int | None):

@@ -15,10 +15,11 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
+from omr.decode import DecodeOptions, decode
 
 from .augment import AugmentOptions, augment
 from .dataset import Sample, collate, read_folder
-from .metrics import Score, ctc_greedy, score
+from .metrics import Score, score
 from .synth.engrave import HELD_OUT_FONT
 
 
@@ -31,17 +32,18 @@ class EvalOptions:
     limit: int = 0
     seed: int = 1234
     batch_size: int = 16
+    metre: bool = True  # the runtime's metre check after the best path (False: the bare network)
 
 
 class _TorchModel:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, decoding: DecodeOptions):
         import torch
 
         from .checkpoint import load_model
         from .model import output_lengths
 
         torch.set_num_threads(2)
-        self.torch, self.output_lengths = torch, output_lengths
+        self.torch, self.output_lengths, self.decoding = torch, output_lengths, decoding
         self.model, self.cfg, self.vocab, _ = load_model(path)
         self.height = self.cfg.input_height
 
@@ -50,25 +52,26 @@ class _TorchModel:
         with self.torch.no_grad():
             lp = self.model(self.torch.from_numpy(batch)).numpy()
         lengths = self.output_lengths(self.torch.from_numpy(widths), self.cfg).numpy()
-        return [self.vocab.decode(ctc_greedy(row, int(n))) for row, n in zip(lp, lengths)]
+        return [decode(row[:int(n)], self.vocab, self.decoding).tokens for row, n in zip(lp, lengths)]
 
 
 class _OnnxModel:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, decoding: DecodeOptions):
         from omr.recognize import Recognizer
 
-        self.rec = Recognizer(path)
+        self.rec = Recognizer(path, decoding=decoding)
         self.height = self.rec.info.input_height
 
     def decode(self, crops: list[np.ndarray]) -> list[list[str]]:
-        from omr.recognize import greedy_decode
-
         lp, lengths = self.rec.run(crops)
-        return [self.rec.info.vocab.decode(greedy_decode(row[:n])[0]) for row, n in zip(lp, lengths)]
+        return [decode(row[:n], self.rec.info.vocab, self.rec.decoding).tokens for row, n in zip(lp, lengths)]
 
 
-def load_any(path: Path):
-    return _OnnxModel(path) if path.suffix == ".onnx" else _TorchModel(path)
+def load_any(path: Path, decoding: DecodeOptions | None = None):
+    """A checkpoint or an ONNX model, decoded the way `omr-run` decodes (without the repair
+    that makes a staff playable: scores measure what was read)."""
+    decoding = decoding or DecodeOptions()
+    return _OnnxModel(path, decoding) if path.suffix == ".onnx" else _TorchModel(path, decoding)
 
 
 def is_synthetic(root: Path) -> bool:
@@ -135,18 +138,20 @@ def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score,
               help="Synthetic folders: camera augmentation strength (0 = clean).")
 @click.option("--drop-tie", is_flag=True, help="Drop `tie` before scoring (cc-staves has none).")
 @click.option("--limit", default=0, help="Only the first N staves.")
+@click.option("--greedy", is_flag=True, help="Best path only, without the metre check: the bare network.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write per-staff results here.")
 def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: float,
-         drop_tie: bool, limit: int, json_out: Path | None) -> None:
+         drop_tie: bool, limit: int, greedy: bool, json_out: Path | None) -> None:
     """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
     from rich.progress import Progress
 
     try:
-        model = load_any(model_path)
+        model = load_any(model_path, DecodeOptions(metre=not greedy))
     except (ValueError, RuntimeError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
-    opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit)
+    opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit,
+                      metre=not greedy)
     with Progress(transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
         result, rows = evaluate(model, folder, opt, lambda n: bar.advance(task, n))

@@ -51,6 +51,6 @@ def score(pairs: Iterable[tuple[Sequence[str], Sequence[str]]], drop_tie: bool =
 def ctc_greedy(log_probs: np.ndarray, length: int) -> list[int]:
     """Best path over the first `length` frames: the runtime's decoder, so training scores
     exactly what `omr-run` would read."""
-    from omr.recognize import greedy_decode
+    from omr.decode import greedy_decode
 
     return greedy_decode(log_probs[:length])[0]

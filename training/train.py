@@ -134,6 +134,15 @@ def model_cfg(model):
     return checkpoint.unwrap(model).cfg
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 def _setup_distributed():
     if "RANK" not in os.environ:
         return 0, 1, False
@@ -195,7 +204,8 @@ def train(opt: TrainOptions) -> Path:
         # uses, or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(opt.seed),
         pin_memory=device.type == "cuda")
-    use_amp = opt.amp and device.type == "cuda"
+    # bf16 autocast: on CUDA, and on CPUs with native bf16 (1.5x faster on this box's AVX512-BF16).
+    use_amp = opt.amp and (device.type == "cuda" or cpu_has_bf16())
     log_path = out / "log.csv"
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +249,7 @@ def train(opt: TrainOptions) -> Path:
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     lp = model(images)
-            except RuntimeError as err:  # a GPU without bf16 kernels for some op: go on in fp32
+            except RuntimeError as err:  # a device without bf16 kernels for some op: go on in fp32
                 if not use_amp:
                     raise
                 print(f"mixed precision off: {err}")
@@ -305,7 +315,7 @@ def main() -> None:
 @click.option("--seed", default=TrainOptions.seed, show_default=True)
 @click.option("--workers", default=TrainOptions.workers, show_default=True)
 @click.option("--threads", default=TrainOptions.threads, show_default=True)
-@click.option("--no-amp", is_flag=True)
+@click.option("--no-amp", is_flag=True, help="fp32 throughout (mixed precision is bf16, on CUDA and on CPUs with native bf16).")
 @click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming from it.")
 @click.option("--channels", default="", help="Override conv widths, e.g. 8,16 (tiny test models).")
 @click.option("--lstm-hidden", default=0)

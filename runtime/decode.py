@@ -1,0 +1,204 @@
+"""From the network's log-probabilities to tokens: CTC best path, then a metre check.
+
+The best path reads each symbol on its own, and two classes of its mistakes break the metre
+that the rest of the staff makes plain: a time signature read with the wrong numerator
+(3/8 as 6/8, 6/4 as 3/4) and a single note or rest read with the wrong duration (a missing
+dot, a sixteenth read as a thirty-second). Both are fixed the way a reader fixes them: when
+the complete measures of the staff (those with a barline on both sides; the first and last
+may be partial) disagree with what was read, and a close runner-up at the same frames agrees,
+take the runner-up. Nothing changes where the measures cannot tell.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import semantic as sem
+from .vocab import Vocabulary
+
+EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    metre: bool = True
+    # Runner-ups within this many nats of the best class at the token's frames: a time
+    # signature, backed by whole measures, may go further than a single note's duration.
+    max_cost: float = 6.0
+    max_duration_cost: float = 4.0
+    alternatives: int = 8
+    # A metre is trusted only when this many complete measures back it.
+    min_measures: int = 2
+
+
+@dataclass(frozen=True)
+class Decoded:
+    tokens: list[str]
+    confidence: float
+    corrections: int = 0  # tokens the metre check replaced
+
+
+def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
+    """Best class per frame, repeats collapsed, blanks dropped; confidence of what was emitted.
+
+    Confidence is the mean probability of the winning class over the non-blank frames
+    (1.0 for an empty result: nothing was claimed).
+    """
+    ids, _ = best_path(log_probs)
+    best = log_probs.argmax(axis=1)
+    emitted = best != 0
+    if not emitted.any():
+        return ids, 1.0
+    confidence = float(np.exp(log_probs[emitted, best[emitted]]).mean())
+    return ids, confidence
+
+
+def best_path(log_probs: np.ndarray) -> tuple[list[int], list[tuple[int, int]]]:
+    """Collapsed best path and, for each emitted id, its run of frames [start, end)."""
+    best = log_probs.argmax(axis=1)
+    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    for t, c in enumerate(best):
+        if c != 0 and (t == 0 or best[t - 1] != c):
+            ids.append(int(c))
+            spans.append((t, t + 1))
+        elif c != 0:
+            spans[-1] = (spans[-1][0], t + 1)
+    return ids, spans
+
+
+def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = DecodeOptions()) -> Decoded:
+    """Tokens of one staff from its log-probabilities [T, C] (valid frames only)."""
+    ids, confidence = greedy_decode(log_probs)
+    tokens = vocab.decode(ids)
+    if not opt.metre or not tokens:
+        return Decoded(tokens, confidence)
+    _, spans = best_path(log_probs)
+    alts = [_runner_ups(log_probs, span, i, vocab, opt) for span, i in zip(spans, ids)]
+    fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
+    changed = sum(a != b for a, b in zip(tokens, fixed))
+    return Decoded(fixed, confidence, changed)
+
+
+def _runner_ups(log_probs: np.ndarray, span: tuple[int, int], chosen: int, vocab: Vocabulary,
+                opt: DecodeOptions) -> list[tuple[str, float]]:
+    """Other tokens at this token's frames, with their cost in nats against the chosen one."""
+    frames = log_probs[span[0]:span[1]]
+    best = frames.max(axis=0)
+    best[0] = -np.inf
+    order = np.argsort(-best)[:opt.alternatives + 1]
+    top = best[chosen]
+    return [(vocab.tokens[c - 1], float(top - best[c])) for c in order
+            if c != chosen and top - best[c] <= opt.max_cost]
+
+
+def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measures: int = 2,
+              max_duration_cost: float = 4.0) -> list[str]:
+    """Time signatures first (they set what a measure holds), then one duration per measure.
+
+    Durations are only touched on a staff whose complete measures mostly agree on a length
+    that the signature allows: where they do not, the metre itself is in doubt (a misread
+    signature, or music that does not keep to it), and a change would as likely add an error
+    as remove one.
+    """
+    out = list(tokens)
+    symbols = [sem.parse_token(t) for t in out]
+    for i, s in enumerate(symbols):
+        if isinstance(s, sem.TimeSignature):
+            _fix_time_signature(out, symbols, alts, i, min_measures)
+    measures = complete_measures(symbols)
+    lengths = [_length(symbols[a:b]) for a, b, _ in measures]
+    fitting = [x for x, (_, _, ts) in zip(lengths, measures) if fits(x, ts)]
+    if not fitting:
+        return out
+    usual = Counter(fitting).most_common(1)[0][0]
+    wrong = [(a, b) for (a, b, ts), x in zip(measures, lengths) if abs(x - usual) >= EPS and fits(usual, ts)]
+    if len(fitting) >= max(min_measures, len(wrong)):
+        for start, end in wrong:
+            _fix_duration(out, symbols, alts, start, end, usual, max_duration_cost)
+    return out
+
+
+def fits(length: float, ts: sem.TimeSignature) -> bool:
+    """Whether a measure of `length` quarters keeps to `ts`.
+
+    The signs C and C/ do not fix a length: in older music (and in RISM incipits) they head
+    breve-long measures as often as 4/4 and 2/2 ones.
+    """
+    allowed = (4.0, 8.0) if ts.symbol else (ts.measure,)
+    return any(abs(length - x) < EPS for x in allowed)
+
+
+def complete_measures(symbols: list) -> list[tuple[int, int, sem.TimeSignature]]:
+    """(first, last + 1, time signature) of each measure with a barline on both sides.
+
+    Measures holding a multirest, or read before any time signature, are left out.
+    """
+    found, metre, opened = [], None, None
+    for i, s in enumerate(symbols):
+        if isinstance(s, sem.TimeSignature):
+            metre = s
+        elif isinstance(s, sem.Barline):
+            if opened is not None and metre is not None and i > opened + 1 and \
+                    not any(isinstance(x, sem.MultiRest) for x in symbols[opened + 1:i]):
+                found.append((opened + 1, i, metre))
+            opened = i
+    return found
+
+
+def _length(symbols: list) -> float:
+    return sum(s.duration for s in symbols if isinstance(s, (sem.Note, sem.Rest)))
+
+
+def _fix_time_signature(out: list[str], symbols: list, alts, i: int, min_measures: int) -> None:
+    """Take the runner-up metre when more complete measures that follow it agree with it.
+
+    Only numeric signatures: C and C/ allow more than one measure length (see `fits`).
+    """
+    if symbols[i].symbol:
+        return
+    end = next((j for j in range(i + 1, len(symbols)) if isinstance(symbols[j], sem.TimeSignature)),
+               len(symbols))
+    region = symbols[i:end]
+    lengths = [_length(region[a:b]) for a, b, _ in complete_measures(region)]
+
+    def fit(ts: sem.TimeSignature) -> int:
+        return sum(fits(x, ts) for x in lengths)
+
+    best, best_fit = None, fit(symbols[i])
+    for token, _cost in alts[i]:  # cheapest first
+        s = sem.parse_token(token)
+        if isinstance(s, sem.TimeSignature) and not s.symbol and fit(s) > best_fit:
+            best, best_fit = (token, s), fit(s)
+    # A majority of the measures must back the change.
+    if best and best_fit >= min_measures and best_fit * 2 > len(lengths):
+        out[i], symbols[i] = best
+
+
+def _fix_duration(out: list[str], symbols: list, alts, start: int, end: int, expected: float,
+                  max_cost: float) -> None:
+    """One note or rest of a measure that does not add up: its cheapest runner-up that makes it."""
+    have = _length(symbols[start:end])
+    choice = None
+    for j in range(start, end):
+        s = symbols[j]
+        if not isinstance(s, (sem.Note, sem.Rest)) or (isinstance(s, sem.Note) and s.grace):
+            continue
+        for token, cost in alts[j]:
+            r = sem.parse_token(token)
+            if cost <= max_cost and _same_but_duration(s, r) and \
+                    abs(have - s.duration + r.duration - expected) < EPS:
+                if choice is None or cost < choice[0]:
+                    choice = (cost, j, token, r)
+                break
+    if choice:
+        _, j, out[j], symbols[j] = choice
+
+
+def _same_but_duration(a, b) -> bool:
+    if isinstance(a, sem.Rest):
+        return isinstance(b, sem.Rest)
+    return isinstance(b, sem.Note) and not b.grace and b.pitch == a.pitch and b.step == a.step

@@ -1,0 +1,113 @@
+"""CTC decoding and the metre check, on log-probabilities built to say exactly what we want."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from omr.decode import DecodeOptions, decode, greedy_decode
+from omr.vocab import Vocabulary
+
+E, Q, H = "note-G4_eighth", "note-G4_quarter", "note-G4_half"
+
+
+def frames(tokens: list[str], vocab: Vocabulary, runner_up: dict[int, tuple[str, float]]) -> np.ndarray:
+    """Log-softmax frames that read `tokens` (each on one frame, then a blank frame).
+
+    `runner_up[i] = (token, cost)`: at token i's frame, `token` scores `cost` nats below it.
+    """
+    logits = np.full((2 * len(tokens), vocab.size), -8.0, np.float32)
+    for i, token in enumerate(tokens):
+        logits[2 * i, vocab.encode([token])[0]] = 4.0
+        logits[2 * i + 1, 0] = 4.0
+        if i in runner_up:
+            other, cost = runner_up[i]
+            logits[2 * i, vocab.encode([other])[0]] = 4.0 - cost
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def staff(ts: str, measures: list[list[str]]) -> list[str]:
+    out = ["clef-G2", ts, E]  # a pickup: the first measure is never complete
+    for m in measures:
+        out += ["barline", *m]
+    return out + ["barline", E]
+
+
+def vocab_for(*seqs: list[str]) -> Vocabulary:
+    return Vocabulary.from_labels(list(seqs) + [["timeSignature-3/8", "timeSignature-6/8",
+                                                 "timeSignature-4/2", "timeSignature-C/",
+                                                 "note-A4_quarter", E, Q, H, "rest-quarter"]])
+
+
+def test_time_signature_numerator_follows_the_measures():
+    read = staff("timeSignature-6/8", [[E, E, E]] * 3)
+    vocab = vocab_for(read)
+    got = decode(frames(read, vocab, {1: ("timeSignature-3/8", 2.0)}), vocab)
+    assert got.tokens[1] == "timeSignature-3/8"
+    assert got.corrections == 1
+    assert got.tokens[2:] == read[2:]
+
+
+def test_a_runner_up_too_far_behind_is_not_taken():
+    read = staff("timeSignature-6/8", [[E, E, E]] * 3)
+    vocab = vocab_for(read)
+    got = decode(frames(read, vocab, {1: ("timeSignature-3/8", 9.0)}), vocab)
+    assert got.tokens == read
+
+
+def test_one_measure_is_not_enough_to_change_a_signature():
+    read = staff("timeSignature-6/8", [[E, E, E]])
+    vocab = vocab_for(read)
+    assert decode(frames(read, vocab, {1: ("timeSignature-3/8", 1.0)}), vocab).tokens == read
+
+
+def test_cut_time_over_breve_measures_is_left_alone():
+    # RISM incipits write C/ over measures of a breve; 4/2 must not replace it.
+    read = staff("timeSignature-C/", [[H, H, H, H]] * 3)
+    vocab = vocab_for(read)
+    assert decode(frames(read, vocab, {1: ("timeSignature-4/2", 0.5)}), vocab).tokens == read
+
+
+def test_one_duration_is_mended_from_its_runner_up():
+    wrong = [Q, Q, E]  # a quarter read as an eighth: the measure is short
+    read = staff("timeSignature-3/4", [[Q, Q, Q], wrong, [H, Q]])
+    vocab = vocab_for(read, ["timeSignature-3/4"])
+    at = read.index(E, 4)
+    got = decode(frames(read, vocab, {at: (Q, 1.5)}), vocab)
+    assert got.tokens[at] == Q and got.corrections == 1
+
+
+def test_a_runner_up_of_another_pitch_is_not_a_duration_fix():
+    read = staff("timeSignature-3/4", [[Q, Q, Q], [Q, Q, E], [H, Q]])
+    vocab = vocab_for(read, ["timeSignature-3/4"])
+    at = read.index(E, 4)
+    assert decode(frames(read, vocab, {at: ("note-A4_quarter", 0.5)}), vocab).tokens == read
+
+
+def test_measures_that_mostly_disagree_are_not_touched():
+    read = staff("timeSignature-3/4", [[Q, Q], [Q, E], [H, Q]])
+    vocab = vocab_for(read, ["timeSignature-3/4"])
+    at = read.index(E, 4)
+    assert decode(frames(read, vocab, {at: (Q, 0.5)}), vocab).tokens == read
+
+
+def test_without_the_metre_check_decoding_is_the_best_path():
+    read = staff("timeSignature-6/8", [[E, E, E]] * 3)
+    vocab = vocab_for(read)
+    lp = frames(read, vocab, {1: ("timeSignature-3/8", 1.0)})
+    got = decode(lp, vocab, DecodeOptions(metre=False))
+    assert got.tokens == vocab.decode(greedy_decode(lp)[0]) == read
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 60))
+def test_the_metre_check_only_swaps_tokens_for_runner_ups(seed, length):
+    read = staff("timeSignature-3/4", [[Q, Q, Q], [Q, Q, E], [H, Q]])
+    vocab = vocab_for(read, ["timeSignature-3/4", "timeSignature-2/4"])
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (length, vocab.size)).astype(np.float32)
+    lp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    best = vocab.decode(greedy_decode(lp)[0])
+    got = decode(lp, vocab, DecodeOptions(max_cost=50, max_duration_cost=50))
+    assert len(got.tokens) == len(best)
+    assert got.corrections == sum(a != b for a, b in zip(best, got.tokens))
