@@ -94,3 +94,30 @@ def test_shipped_checkpoint_loads_and_rebuilds():
     assert cfg.num_classes == vocab.size and ckpt["step"] > 0
     x = torch.zeros(1, 1, cfg.input_height, 256)
     assert model(x).shape == (1, 256 // cfg.width_stride, vocab.size)
+
+
+def test_omr_eval_scores_a_checkpoint_per_font(data, tmp_path):
+    import json
+
+    from omr_train.evaluate import main as eval_main
+
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=4, eval_every=4, **TINY))
+    report = tmp_path / "eval.json"
+    for extra in ([], ["--greedy"]):
+        result = CliRunner().invoke(eval_main, [str(run / "last.pt"), str(data), "--split", "train",
+                                                "--limit", "12", "--json", str(report), *extra])
+        assert result.exit_code == 0, result.output
+        rows = json.loads(report.read_text())
+        assert len(rows["staves"]) == 12 and rows["options"]["metre"] == (not extra)
+        fonts = {r["font"] for r in rows["staves"]}
+        assert "" not in fonts and all(f"  {f}" in result.output for f in fonts)
+
+
+def test_omr_eval_refuses_a_file_that_is_not_a_model(data, tmp_path):
+    from omr_train.evaluate import main as eval_main
+
+    junk = tmp_path / "model.pt"
+    junk.write_bytes(b"not a checkpoint")
+    result = CliRunner().invoke(eval_main, [str(junk), str(data)])
+    assert result.exit_code != 0 and result.output.count("\n") == 1, result.output

@@ -24,6 +24,7 @@ class Sample:
     image: Path
     tokens: tuple[str, ...]
     split: str = ""
+    font: str = ""  # synthetic data: the engraving font (per-font scores show generalisation)
 
 
 def read_tokens(path: Path) -> tuple[str, ...]:
@@ -48,26 +49,27 @@ def read_folder(root: Path, variant: str = "clean", split: str | None = None) ->
     split: keep only samples whose manifest entry has this split (synthetic data only).
     """
     root = Path(root)
-    splits = _manifest_splits(root)
+    manifest = _manifest(root)
     out = []
     for sem in sorted(root.rglob("*.semantic")):
         img = _image_for(sem, variant)
         if img is None:
             continue
-        s = splits.get(sem.stem, "")
+        s, font = manifest.get(sem.stem, ("", ""))
         if split is not None and s != split:
             continue
-        out.append(Sample(sem.stem, img, read_tokens(sem), s))
+        out.append(Sample(sem.stem, img, read_tokens(sem), s, font))
     return out
 
 
-def _manifest_splits(root: Path) -> dict[str, str]:
+def _manifest(root: Path) -> dict[str, tuple[str, str]]:
+    """Synthetic data: id -> (split, font)."""
     m = root / "manifest.jsonl"
     if m.exists():
         rows = (json.loads(line) for line in m.open())
     else:  # a dataset still being written: each finished sample has its own ID/ID.json
         rows = (json.loads(p.read_text()) for p in root.glob("*/*.json"))
-    return {row["id"]: row.get("split", "") for row in rows}
+    return {row["id"]: (row.get("split", ""), row.get("style", {}).get("font", "")) for row in rows}
 
 
 def png_width(path: Path) -> int:

@@ -94,11 +94,6 @@ def model_view(sample: Sample, height: int, synthetic: bool, opt: EvalOptions, i
         return normalize_staff_crop(gray, height)
 
 
-def _font(sample: Sample) -> str:
-    meta = sample.image.with_suffix(".json")
-    return json.loads(meta.read_text())["style"]["font"] if meta.exists() else ""
-
-
 def by_font(rows: list[dict], drop_tie: bool = False) -> dict[str, Score]:
     """Scores per engraving font: the held-out font measures generalisation."""
     groups: dict[str, list] = {}
@@ -123,7 +118,7 @@ def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score,
             pairs.append((pred, s.tokens))
             one = score([(pred, s.tokens)], opt.drop_tie)
             rows.append({"id": s.id, "ser": one.ser, "prediction": pred,
-                         "reference": list(s.tokens), "font": _font(s) if synthetic else ""})
+                         "reference": list(s.tokens), "font": s.font})
         if progress:
             progress(len(chunk))
     return score(pairs, opt.drop_tie), rows
