@@ -83,13 +83,14 @@ def main(data: str, steps: int, batch: int) -> None:
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"2 threads, batch {batch}, vocabulary {vocab.size}")
     rows = {}
-    for preset in ("crnn-paper", "crnn-lite"):
+    for preset in ("crnn-paper", "crnn-lite", "crnn-edge"):
         rate, width = train_speed(preset, samples, vocab, steps, batch)
         ms = infer_ms(preset, samples, vocab, 20)
         rows[preset] = rate
         print(f"{preset:11s} train {rate:6.1f} staves/s (mean input width {width:.0f} px)  "
               f"inference {ms:6.1f} ms/staff")
-    print(f"lite trains {rows['crnn-lite'] / rows['crnn-paper']:.1f}x faster than paper")
+    for preset in ("crnn-lite", "crnn-edge"):
+        print(f"{preset} trains {rows[preset] / rows['crnn-paper']:.1f}x faster than crnn-paper")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""The CRNN presets: shapes the runtime relies on, old checkpoints, and the edge variant's export."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from omr_train.model import PRESETS, CRNNConfig, build, output_lengths
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_gives_the_frames_ctc_is_told_about(name):
+    cfg = replace(PRESETS[name], num_classes=11)
+    model = build(cfg).eval()
+    widths = torch.tensor([cfg.input_height * 3, cfg.input_height * 5 + 3])
+    with torch.no_grad():
+        out = model(torch.zeros(2, 1, cfg.input_height, int(widths.max())))
+    assert out.shape[0] == 2 and out.shape[2] == 11
+    # CTC may only be told about frames the network really produced.
+    assert int(output_lengths(widths, cfg).max()) <= out.shape[1]
+    assert torch.allclose(out.exp().sum(-1), torch.ones(2, out.shape[1]), atol=1e-4)
+
+
+def test_a_config_saved_before_the_edge_fields_still_loads():
+    old = CRNNConfig().to_dict()
+    del old["stem_stride"], old["head_rank"]
+    assert CRNNConfig.from_dict(old) == CRNNConfig()
+
+
+def test_edge_variant_exports_to_onnx_and_matches_pytorch(tmp_path):
+    from omr.vocab import Vocabulary
+    from omr_export.spec import load
+    from omr_export.to_onnx import export_fp32, verify_onnx
+    from omr_export.verify import FP32, Verifier, generated_staves, torch_runner
+    from omr_train.checkpoint import save
+
+    torch.manual_seed(0)
+    vocab = Vocabulary(("barline", "clef-G2", "note-C4_quarter", "rest-half"))
+    cfg = CRNNConfig(name="tiny-edge", channels=(4, 8), width_pools=(2, 1), lstm_hidden=8,
+                     input_height=32, num_classes=vocab.size, stem_stride=True, head_rank=3)
+    save(tmp_path / "edge.pt", build(cfg), cfg, vocab, step=1)
+    exportable = load(tmp_path / "edge.pt")
+    verifier = Verifier(exportable.spec, torch_runner(exportable.model), generated_staves(exportable.spec))
+    report = verify_onnx(export_fp32(exportable, tmp_path / "edge.onnx"), exportable, "fp32", verifier)
+    assert report.ok and report.max_abs_diff < FP32.max_abs_diff
