@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # One accelerator session, end to end: engrave a dataset on the machine's cores, then train
-# the paper-size CRNN and the lite variant side by side on the one GPU, time-boxed, and pack
-# the slimmed checkpoints and logs into $OUT. Tried on the CPU first with SCALE=tiny.
+# two CRNN runs side by side on the one GPU, time-boxed, and pack the slimmed checkpoints and
+# logs into $OUT. Tried on the CPU first with small settings.
 #   GEN_SECONDS, TRAIN_MINUTES, GEN_WORKERS, LOADER_WORKERS: time and core budget.
+#   RUNS: "preset:batch:lr:init ..." (init: a checkpoint to start from, or empty).
+#     The first session trained crnn-lite and crnn-paper from scratch; the next should go on
+#     with the shipped lite model and try the faster edge variant:
+#     RUNS="crnn-lite:64:6e-4:models/crnn.pt crnn-edge:64:2e-3:"
 set -euo pipefail
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 GEN_SECONDS=${GEN_SECONDS:-150}; TRAIN_MINUTES=${TRAIN_MINUTES:-5.5}
@@ -22,19 +26,23 @@ CORPUS="--no-corpus"; [ -d .devcarry/cache ] && CORPUS="--cache .devcarry/cache"
 $PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" --workers "$GEN_WORKERS" --seed 0 \
     $CORPUS --max-seconds "$GEN_SECONDS" 2>&1 | tail -n 3
 echo "engraved in $(( $(date +%s) - T0 )) s: $(wc -l < "$WORK/data/manifest.jsonl") staves"
-train() {  # preset batch lr
+RUNS=${RUNS:-"crnn-lite:64:2e-3: crnn-paper:48:1e-3:"}
+train() {  # preset batch lr [init]
   $PY -m omr_train.train crnn --data "$WORK/data" --out "$WORK/runs/$1" \
-      --preset "$1" --batch-size "$2" --lr "$3" --steps 1000000 --max-minutes "$TRAIN_MINUTES" \
-      --warmup 300 --eval-every 400 --eval-samples 500 --workers "$LOADER_WORKERS" --threads 2 \
-      > "$OUT/$1.log" 2>&1
+      --preset "$1" --batch-size "$2" --lr "$3" ${4:+--init "$4"} --steps 1000000 \
+      --max-minutes "$TRAIN_MINUTES" --warmup 300 --eval-every 400 --eval-samples 500 \
+      --workers "$LOADER_WORKERS" --threads 2 > "$OUT/$1.log" 2>&1
 }
-train crnn-lite "${LITE_BATCH:-64}" 2e-3 & P1=$!
-train crnn-paper "${PAPER_BATCH:-48}" 1e-3 & P2=$!
-wait $P1 || echo "crnn-lite training failed"; wait $P2 || echo "crnn-paper training failed"
-for m in crnn-lite crnn-paper; do
+NAMES=(); PIDS=()
+for run in $RUNS; do
+  IFS=: read -r preset batch lr init <<< "$run"
+  train "$preset" "$batch" "$lr" "$init" & PIDS+=($!); NAMES+=("$preset")
+done
+for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" || echo "${NAMES[$k]} training failed"; done
+for m in "${NAMES[@]}"; do
   tail -c 600 "$OUT/$m.log" | tr '\r' '\n' | tail -n 3
   cp "$WORK/runs/$m/log.csv" "$OUT/$m-log.csv" || true
   $PY -c "from omr_train.checkpoint import slim; slim('$WORK/runs/$m/best.pt', '$WORK/$m.pt')" || true
 done
-tar -C "$WORK" -cf - crnn-lite.pt crnn-paper.pt | split -b 15m - "$OUT/models.tar."
+(cd "$WORK" && tar -cf - "${NAMES[@]/%/.pt}") | split -b 15m - "$OUT/models.tar."
 ls -la "$OUT"

@@ -283,6 +283,8 @@ def train(opt: TrainOptions) -> Path:
             # The closing row has rate 0: plots skip it, the best checkpoint still counts it.
             log_validation("0", "0", keep_first=True)
         save_state(last)
+        if not best.exists():  # no validation split: the last state is the best we know
+            save_state(best)
     if ddp:
         torch.distributed.destroy_process_group()
     return best
