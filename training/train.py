@@ -25,7 +25,7 @@ from . import checkpoint
 from .augment import AugmentOptions, augment
 from .dataset import Sample, bucket_batches, collate, png_width, read_folder
 from .metrics import ctc_greedy, score
-from .model import PRESETS, build, output_lengths
+from .model import PRESETS, CRNNConfig, build, output_lengths
 
 CLEAN = AugmentOptions(strength=0.0)
 
@@ -163,22 +163,11 @@ def train(opt: TrainOptions) -> Path:
     val_set = read_folder(Path(opt.data), split="val")[:opt.eval_samples]
     if not train_set:
         raise click.ClickException(f"no training samples (split 'train') under {opt.data}")
-    resume = opt.resume and last.exists()
-    ckpt = checkpoint.load(last) if resume else None
+    ckpt = checkpoint.load(last) if opt.resume and last.exists() else None
     init = checkpoint.load(Path(opt.init)) if opt.init and not ckpt else None
-    source = ckpt or init
-    vocab = Vocabulary(tuple(source["vocab"])) if source else \
-        Vocabulary.from_labels([s.tokens for s in train_set + val_set])
+    vocab, cfg = _vocab_and_config(opt, ckpt or init, train_set + val_set)
     # Validation labels with tokens the vocabulary lacks cannot be predicted; keep them anyway.
     train_set = [s for s in train_set if all(t in vocab for t in s.tokens)]
-
-    cfg = replace(PRESETS[opt.preset], num_classes=vocab.size)
-    if opt.channels:
-        cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
-    if opt.lstm_hidden:
-        cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
-    if source:
-        cfg = checkpoint.CRNNConfig.from_dict(source["config"])
     model = build(cfg).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
@@ -192,18 +181,10 @@ def train(opt: TrainOptions) -> Path:
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model)
 
-    widths = [png_width(s.image) for s in train_set]
-    aug = AugmentOptions(strength=opt.augment)
-    data = TrainSet(train_set, vocab, cfg.input_height, aug, opt.seed)
-    sampler = EpochBatches(widths, opt.batch_size, opt.seed, step, rank, world)
-    loader = torch.utils.data.DataLoader(
-        data, batch_sampler=sampler, num_workers=opt.workers,
-        collate_fn=lambda items: collate_train(items, opt.max_width),
-        persistent_workers=opt.workers > 0, prefetch_factor=4 if opt.workers else None,
-        # Its own generator: seeding workers must not draw from the global RNG that dropout
-        # uses, or a resumed run would diverge from an uninterrupted one.
-        generator=torch.Generator().manual_seed(opt.seed),
-        pin_memory=device.type == "cuda")
+    data = TrainSet(train_set, vocab, cfg.input_height, AugmentOptions(strength=opt.augment), opt.seed)
+    widths = [png_width(x.image) for x in train_set]
+    loader = _loader(opt, data, EpochBatches(widths, opt.batch_size, opt.seed, step, rank, world),
+                     device)
     # bf16 autocast: on CUDA, and on CPUs with native bf16 (1.5x faster on this box's AVX512-BF16).
     use_amp = opt.amp and (device.type == "cuda" or cpu_has_bf16())
     log_path = out / "log.csv"
@@ -288,6 +269,32 @@ def train(opt: TrainOptions) -> Path:
     if ddp:
         torch.distributed.destroy_process_group()
     return best
+
+
+def _vocab_and_config(opt: TrainOptions, source: dict | None,
+                      labelled: list[Sample]) -> tuple[Vocabulary, CRNNConfig]:
+    """A run that resumes or starts from a checkpoint keeps its vocabulary and network."""
+    if source:
+        return Vocabulary(tuple(source["vocab"])), CRNNConfig.from_dict(source["config"])
+    vocab = Vocabulary.from_labels([s.tokens for s in labelled])
+    cfg = replace(PRESETS[opt.preset], num_classes=vocab.size)
+    if opt.channels:
+        cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
+    if opt.lstm_hidden:
+        cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
+    return vocab, cfg
+
+
+def _loader(opt: TrainOptions, data: TrainSet, sampler: EpochBatches,
+            device) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        data, batch_sampler=sampler, num_workers=opt.workers,
+        collate_fn=lambda items: collate_train(items, opt.max_width),
+        persistent_workers=opt.workers > 0, prefetch_factor=4 if opt.workers else None,
+        # Its own generator: seeding workers must not draw from the global RNG that dropout
+        # uses, or a resumed run would diverge from an uninterrupted one.
+        generator=torch.Generator().manual_seed(opt.seed),
+        pin_memory=device.type == "cuda")
 
 
 def _args(opt: TrainOptions) -> dict:
