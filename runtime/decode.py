@@ -76,23 +76,35 @@ def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = Decode
     tokens = vocab.decode(ids)
     if not opt.metre or not tokens:
         return Decoded(tokens, confidence)
-    _, spans = best_path(log_probs)
-    alts = [_runner_ups(log_probs, span, i, vocab, opt) for span, i in zip(spans, ids)]
-    fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
+    fixed = fix_metre(tokens, RunnerUps(log_probs, vocab, opt), opt.min_measures, opt.max_duration_cost)
     changed = sum(a != b for a, b in zip(tokens, fixed))
     return Decoded(fixed, confidence, changed)
 
 
-def _runner_ups(log_probs: np.ndarray, span: tuple[int, int], chosen: int, vocab: Vocabulary,
-                opt: DecodeOptions) -> list[tuple[str, float]]:
-    """Other tokens at this token's frames, with their cost in nats against the chosen one."""
-    frames = log_probs[span[0]:span[1]]
-    best = frames.max(axis=0)
-    best[0] = -np.inf
-    order = np.argsort(-best)[:opt.alternatives + 1]
-    top = best[chosen]
-    return [(vocab.tokens[c - 1], float(top - best[c])) for c in order
-            if c != chosen and top - best[c] <= opt.max_cost]
+class RunnerUps:
+    """runner_ups[i]: other tokens at token i's frames, cheapest first, with their cost in nats
+    against the token read. Computed only for the tokens the metre check asks about."""
+
+    def __init__(self, log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions):
+        self.log_probs, self.vocab, self.opt = log_probs, vocab, opt
+        self.ids, self.spans = best_path(log_probs)
+        self._cache: dict[int, list[tuple[str, float]]] = {}
+
+    def __getitem__(self, i: int) -> list[tuple[str, float]]:
+        if i not in self._cache:
+            self._cache[i] = self._compute(i)
+        return self._cache[i]
+
+    def _compute(self, i: int) -> list[tuple[str, float]]:
+        start, end = self.spans[i]
+        best = self.log_probs[start:end].max(axis=0)
+        best[0] = -np.inf
+        k = min(self.opt.alternatives + 1, len(best) - 1)
+        top_k = np.argpartition(-best, k)[:k + 1]
+        order = top_k[np.argsort(-best[top_k])]
+        top = best[self.ids[i]]
+        return [(self.vocab.tokens[c - 1], float(top - best[c])) for c in order
+                if c != self.ids[i] and top - best[c] <= self.opt.max_cost]
 
 
 def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measures: int = 2,
