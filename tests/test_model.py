@@ -46,3 +46,36 @@ def test_edge_variant_exports_to_onnx_and_matches_pytorch(tmp_path):
     verifier = Verifier(exportable.spec, torch_runner(exportable.model), generated_staves(exportable.spec))
     report = verify_onnx(export_fp32(exportable, tmp_path / "edge.onnx"), exportable, "fp32", verifier)
     assert report.ok and report.max_abs_diff < FP32.max_abs_diff
+
+
+def _tiny(**kw) -> CRNNConfig:
+    return CRNNConfig(name="tiny", channels=(4, 8), width_pools=(2, 1), lstm_hidden=8,
+                      input_height=32, num_classes=9, **kw)
+
+
+def test_a_full_rank_factored_head_reproduces_the_trained_one():
+    from omr_train.model import transfer
+
+    torch.manual_seed(0)
+    src = build(_tiny()).eval()
+    dst = build(_tiny(head_rank=9)).eval()  # rank 9 >= min(9 classes, 16 features): exact
+    assert transfer(src, dst) == []
+    x = torch.rand(2, 1, 32, 96)
+    with torch.no_grad():
+        assert torch.allclose(src(x), dst(x), atol=1e-4)
+
+
+def test_a_strided_stem_variant_starts_from_the_trained_layers():
+    from omr_train.model import transfer
+
+    torch.manual_seed(0)
+    src = build(_tiny())
+    dst = build(_tiny(stem_stride=True, head_rank=4))
+    assert transfer(src, dst) == []
+    convs = [[m.weight for m in net.conv if isinstance(m, torch.nn.Conv2d)] for net in (src, dst)]
+    assert all(torch.equal(a, b) for a, b in zip(*convs))
+    assert torch.equal(src.lstm.weight_hh_l0, dst.lstm.weight_hh_l0)
+    # The rank-4 head is the best rank-4 approximation of the trained one.
+    w = dst.head[1].weight @ dst.head[0].weight
+    s = torch.linalg.svdvals(src.head.weight.detach())
+    assert torch.allclose(torch.linalg.matrix_norm(src.head.weight - w), s[4:].norm(), atol=1e-4)

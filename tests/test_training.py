@@ -121,3 +121,14 @@ def test_omr_eval_refuses_a_file_that_is_not_a_model(data, tmp_path):
     junk.write_bytes(b"not a checkpoint")
     result = CliRunner().invoke(eval_main, [str(junk), str(data)])
     assert result.exit_code != 0 and result.output.count("\n") == 1, result.output
+
+
+def test_a_run_can_start_from_a_checkpoint_of_another_preset(data, tmp_path, capsys):
+    lite, edge = tmp_path / "lite", tmp_path / "edge"
+    train(TrainOptions(data=str(data), out=str(lite), steps=4, eval_every=4, **TINY))
+    train(TrainOptions(data=str(data), out=str(edge), steps=2, eval_every=2, preset="crnn-edge",
+                       init=str(lite / "last.pt"), **TINY))
+    assert "started crnn-edge from crnn-lite" in capsys.readouterr().out
+    started = checkpoint.load(edge / "last.pt")
+    assert started["config"]["stem_stride"] and started["config"]["head_rank"] == 64
+    assert started["vocab"] == checkpoint.load(lite / "last.pt")["vocab"]

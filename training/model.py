@@ -108,3 +108,45 @@ def output_lengths(widths: torch.Tensor, cfg: CRNNConfig) -> torch.Tensor:
 
 
 _ = field  # dataclasses.field kept for presets that grow list fields
+
+
+def transfer(src: CRNN, dst: CRNN) -> list[str]:
+    """Start `dst` from a trained `src` of another preset; returns what could not be carried.
+
+    Conv and batch-norm layers pair up in order (a strided stem shifts the Sequential's
+    indices but keeps the layer order), the LSTM carries over when its sizes match, and a
+    full output layer becomes a low-rank one through its truncated SVD, which is the best
+    rank-r approximation of it.
+    """
+    skipped = []
+    kinds = (nn.Conv2d, nn.BatchNorm2d)
+    pairs = list(zip([m for m in src.conv if isinstance(m, kinds)],
+                     [m for m in dst.conv if isinstance(m, kinds)]))
+    pairs.append((src.lstm, dst.lstm))
+    for a, b in pairs:
+        try:
+            b.load_state_dict(a.state_dict())
+        except RuntimeError:
+            skipped.append(type(b).__name__)
+    if isinstance(src.head, nn.Linear) and isinstance(dst.head, nn.Sequential) and \
+            src.head.weight.shape == (dst.head[1].out_features, dst.head[0].in_features):
+        _low_rank(src.head, dst.head)
+    elif type(src.head) is type(dst.head) and \
+            all(a.shape == b.shape for a, b in zip(src.head.parameters(), dst.head.parameters())):
+        dst.head.load_state_dict(src.head.state_dict())
+    else:
+        skipped.append("head")
+    return skipped
+
+
+def _low_rank(full: nn.Linear, factored: nn.Sequential) -> None:
+    u, s, vh = torch.linalg.svd(full.weight.detach().float(), full_matrices=False)
+    r = min(factored[0].out_features, len(s))
+    root = s[:r].sqrt()
+    with torch.no_grad():
+        # Beyond rank r: random rows in, zero columns out. The product is still the
+        # approximation, and those directions can still learn (zero on both sides could not).
+        factored[1].weight.zero_()
+        factored[0].weight[:r] = root[:, None] * vh[:r]
+        factored[1].weight[:, :r] = u[:, :r] * root[None, :]
+        factored[1].bias.copy_(full.bias)

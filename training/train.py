@@ -25,7 +25,7 @@ from . import checkpoint
 from .augment import AugmentOptions, augment
 from .dataset import Sample, bucket_batches, collate, png_width, read_folder
 from .metrics import ctc_greedy, score
-from .model import PRESETS, CRNNConfig, build, output_lengths
+from .model import PRESETS, CRNNConfig, build, output_lengths, transfer
 
 CLEAN = AugmentOptions(strength=0.0)
 
@@ -165,14 +165,14 @@ def train(opt: TrainOptions) -> Path:
         raise click.ClickException(f"no training samples (split 'train') under {opt.data}")
     ckpt = checkpoint.load(last) if opt.resume and last.exists() else None
     init = checkpoint.load(Path(opt.init)) if opt.init and not ckpt else None
-    vocab, cfg = _vocab_and_config(opt, ckpt or init, train_set + val_set)
+    vocab, cfg = _vocab_and_config(opt, ckpt, init, train_set + val_set)
     # Validation labels with tokens the vocabulary lacks cannot be predicted; keep them anyway.
     train_set = [s for s in train_set if all(t in vocab for t in s.tokens)]
     model = build(cfg).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
     if init:
-        model.load_state_dict({k: v.float() for k, v in init["model"].items()})
+        _start_from(model, init, rank)
     if ckpt:
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optimizer"])
@@ -271,18 +271,38 @@ def train(opt: TrainOptions) -> Path:
     return best
 
 
-def _vocab_and_config(opt: TrainOptions, source: dict | None,
+def _vocab_and_config(opt: TrainOptions, ckpt: dict | None, init: dict | None,
                       labelled: list[Sample]) -> tuple[Vocabulary, CRNNConfig]:
-    """A run that resumes or starts from a checkpoint keeps its vocabulary and network."""
-    if source:
-        return Vocabulary(tuple(source["vocab"])), CRNNConfig.from_dict(source["config"])
-    vocab = Vocabulary.from_labels([s.tokens for s in labelled])
+    """A resumed run keeps its network; a run started from another checkpoint keeps that
+    checkpoint's vocabulary, and its network too unless --preset names another one."""
+    if ckpt:
+        return Vocabulary(tuple(ckpt["vocab"])), CRNNConfig.from_dict(ckpt["config"])
+    if init:
+        vocab, cfg = Vocabulary(tuple(init["vocab"])), CRNNConfig.from_dict(init["config"])
+        if cfg.name == opt.preset:
+            return vocab, cfg
+    else:
+        vocab = Vocabulary.from_labels([s.tokens for s in labelled])
     cfg = replace(PRESETS[opt.preset], num_classes=vocab.size)
     if opt.channels:
         cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
     if opt.lstm_hidden:
         cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
     return vocab, cfg
+
+
+def _start_from(model: torch.nn.Module, init: dict, rank: int) -> None:
+    source_cfg = CRNNConfig.from_dict(init["config"])
+    weights = {k: v.float() for k, v in init["model"].items()}
+    if source_cfg == model.cfg:
+        model.load_state_dict(weights)
+        return
+    source = build(source_cfg)
+    source.load_state_dict(weights)
+    skipped = transfer(source, model)
+    if rank == 0:
+        print(f"started {model.cfg.name} from {source_cfg.name}"
+              + (f"; not carried over: {', '.join(skipped)}" if skipped else ""))
 
 
 def _loader(opt: TrainOptions, data: TrainSet, sampler: EpochBatches,
