@@ -6,7 +6,7 @@
 #   RUNS: "preset:batch:lr:init ..." (init: a checkpoint to start from, or empty).
 #     The first session trained crnn-lite and crnn-paper from scratch; the next should go on
 #     with the shipped lite model and try the faster edge variant:
-#     RUNS="crnn-lite:64:6e-4:models/crnn.pt crnn-edge:64:2e-3:"
+#     RUNS="crnn-lite:64:6e-4:models/crnn.pt crnn-edge:64:2e-3:models/crnn.pt"
 set -euo pipefail
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 GEN_SECONDS=${GEN_SECONDS:-150}; TRAIN_MINUTES=${TRAIN_MINUTES:-5.5}
