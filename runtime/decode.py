@@ -47,36 +47,33 @@ def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
     Confidence is the mean probability of the winning class over the non-blank frames
     (1.0 for an empty result: nothing was claimed).
     """
-    ids, _ = best_path(log_probs)
-    best = log_probs.argmax(axis=1)
-    emitted = best != 0
-    if not emitted.any():
-        return ids, 1.0
-    confidence = float(np.exp(log_probs[emitted, best[emitted]]).mean())
+    ids, _, confidence = _best_path(log_probs)
     return ids, confidence
 
 
-def best_path(log_probs: np.ndarray) -> tuple[list[int], list[tuple[int, int]]]:
-    """Collapsed best path and, for each emitted id, its run of frames [start, end)."""
+def _best_path(log_probs: np.ndarray) -> tuple[list[int], np.ndarray, float]:
+    """Collapsed best path, each emitted id's run of frames (rows [start, end)), confidence."""
     best = log_probs.argmax(axis=1)
-    ids: list[int] = []
-    spans: list[tuple[int, int]] = []
-    for t, c in enumerate(best):
-        if c != 0 and (t == 0 or best[t - 1] != c):
-            ids.append(int(c))
-            spans.append((t, t + 1))
-        elif c != 0:
-            spans[-1] = (spans[-1][0], t + 1)
-    return ids, spans
+    emitted = best != 0
+    if not emitted.any():
+        return [], np.zeros((0, 2), int), 1.0
+    changes = np.flatnonzero(np.diff(best)) + 1
+    starts = np.concatenate(([0], changes))
+    ends = np.concatenate((changes, [len(best)]))
+    runs = best[starts] != 0
+    spans = np.stack([starts[runs], ends[runs]], axis=1)
+    confidence = float(np.exp(log_probs[emitted, best[emitted]]).mean())
+    return [int(c) for c in best[starts[runs]]], spans, confidence
 
 
 def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = DecodeOptions()) -> Decoded:
     """Tokens of one staff from its log-probabilities [T, C] (valid frames only)."""
-    ids, confidence = greedy_decode(log_probs)
+    ids, spans, confidence = _best_path(log_probs)
     tokens = vocab.decode(ids)
     if not opt.metre or not tokens:
         return Decoded(tokens, confidence)
-    fixed = fix_metre(tokens, RunnerUps(log_probs, vocab, opt), opt.min_measures, opt.max_duration_cost)
+    alts = RunnerUps(log_probs, ids, spans, vocab, opt)
+    fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
     changed = sum(a != b for a, b in zip(tokens, fixed))
     return Decoded(fixed, confidence, changed)
 
@@ -85,9 +82,9 @@ class RunnerUps:
     """runner_ups[i]: other tokens at token i's frames, cheapest first, with their cost in nats
     against the token read. Computed only for the tokens the metre check asks about."""
 
-    def __init__(self, log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions):
-        self.log_probs, self.vocab, self.opt = log_probs, vocab, opt
-        self.ids, self.spans = best_path(log_probs)
+    def __init__(self, log_probs: np.ndarray, ids: list[int], spans: np.ndarray,
+                 vocab: Vocabulary, opt: DecodeOptions):
+        self.log_probs, self.ids, self.spans, self.vocab, self.opt = log_probs, ids, spans, vocab, opt
         self._cache: dict[int, list[tuple[str, float]]] = {}
 
     def __getitem__(self, i: int) -> list[tuple[str, float]]:
