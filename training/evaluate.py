@@ -141,12 +141,12 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
     """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
     from rich.progress import Progress
 
-    try:
-        model = load_any(model_path, DecodeOptions(metre=not greedy))
-    except (ValueError, RuntimeError) as e:
-        raise click.ClickException(str(e).splitlines()[0]) from None
     opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit,
                       metre=not greedy)
+    try:
+        model = load_any(model_path, DecodeOptions(metre=opt.metre))
+    except (ValueError, RuntimeError) as e:
+        raise click.ClickException(str(e).splitlines()[0]) from None
     with Progress(transient=True) as bar:
         task = bar.add_task("evaluating", total=None)
         result, rows = evaluate(model, folder, opt, lambda n: bar.advance(task, n))

@@ -112,9 +112,9 @@ def _lr_factor(opt: TrainOptions, step: int, elapsed: float) -> float:
     return warm * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def validate(model, samples: list[Sample], vocab: Vocabulary, height: int, device,
-             batch_size: int = 32) -> float:
-    """Validation SER on clean canonical crops of the validation split."""
+def validate(model, samples: list[Sample], vocab: Vocabulary, device, batch_size: int = 32) -> float:
+    """Validation SER of an unwrapped model on clean canonical crops of the validation split."""
+    height = model.cfg.input_height
     model.eval()
     pairs = []
     with torch.no_grad():
@@ -123,15 +123,11 @@ def validate(model, samples: list[Sample], vocab: Vocabulary, height: int, devic
             imgs = [augment(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height, None, CLEAN) for s in chunk]
             batch, widths = collate(imgs)
             lp = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-            lengths = output_lengths(torch.from_numpy(widths), model_cfg(model)).numpy()
+            lengths = output_lengths(torch.from_numpy(widths), model.cfg).numpy()
             for s, row, n in zip(chunk, lp, lengths):
                 pairs.append((vocab.decode(ctc_greedy(row, int(n))), s.tokens))
     model.train()
     return score(pairs).ser
-
-
-def model_cfg(model):
-    return checkpoint.unwrap(model).cfg
 
 
 def cpu_has_bf16() -> bool:
@@ -201,7 +197,7 @@ def train(opt: TrainOptions) -> Path:
 
     def log_validation(lr_text: str, rate, keep_first: bool = False) -> None:
         """Validate, append a log row, keep the best checkpoint (`keep_first`: keep one anyway)."""
-        ser = validate(checkpoint.unwrap(model), val_set, vocab, cfg.input_height, device) \
+        ser = validate(checkpoint.unwrap(model), val_set, vocab, device) \
             if val_set else float("nan")
         mean_loss = round(float(np.mean(window)), 4) if window else 0.0
         with log_path.open("a") as f:
