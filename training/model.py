@@ -57,8 +57,8 @@ PRESETS = {
     # Half the height, slimmer convolutions (they take nearly all the time), width stride 4 so
     # CTC keeps at least one frame per token even on dense sixteenth runs.
     "crnn-lite": CRNNConfig(),
-    # crnn-lite with a strided stem and a rank-64 output layer: 10x the paper network's CPU
-    # training speed (lite: 7-8x). Its accuracy is not measured yet (it needs a GPU session).
+    # crnn-lite with a strided stem and a rank-64 output layer: 8.3x the paper network's CPU
+    # training speed in benchmarks/bench_train_speed.py (lite: 5.2x); accuracy in models/README.md.
     "crnn-edge": CRNNConfig(name="crnn-edge", stem_stride=True, head_rank=64),
 }
 
