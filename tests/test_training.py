@@ -132,3 +132,20 @@ def test_a_run_can_start_from_a_checkpoint_of_another_preset(data, tmp_path, cap
     started = checkpoint.load(edge / "last.pt")
     assert started["config"]["stem_stride"] and started["config"]["head_rank"] == 64
     assert started["vocab"] == checkpoint.load(lite / "last.pt")["vocab"]
+
+
+def test_learning_curves_continue_from_an_offset(data, tmp_path):
+    from omr_train.train import main as train_main
+    from omr_train.train import read_curve
+
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=4, eval_every=2, **TINY))
+    log = run / "log.csv"
+    seen, loss, ser = read_curve(log)
+    shifted, _, _ = read_curve(log, 1000)
+    assert shifted == [x + 1000 for x in seen] and len(loss) == len(ser) == len(seen) >= 2
+    png = tmp_path / "curves.png"
+    ok = CliRunner().invoke(train_main, ["curves", f"{log}@1000", str(log), "-o", str(png)])
+    assert ok.exit_code == 0 and png.read_bytes()[:4] == b"\x89PNG", ok.output
+    bad = CliRunner().invoke(train_main, ["curves", f"{log}@many", "-o", str(tmp_path / "x.png")])
+    assert bad.exit_code != 0 and "offset after @" in bad.output and not (tmp_path / "x.png").exists()

@@ -361,27 +361,48 @@ def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_eve
 
 
 @main.command()
-@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("logs", nargs=-1, required=True)
 @click.option("-o", "out", required=True, type=click.Path(dir_okay=False))
 def curves(logs, out) -> None:
-    """Plot learning curves (training loss, validation SER) from training log.csv files."""
-    plot_curves([Path(p) for p in logs], Path(out))
+    """Plot learning curves (training loss, validation SER) from training log.csv files.
+
+    LOG@N shifts a log's x axis by N staves: a run started from another run's checkpoint
+    then continues that run's curve instead of starting again at zero.
+    """
+    parsed = []
+    for arg in logs:
+        path, _, start = arg.partition("@")
+        if not Path(path).is_file():
+            raise click.BadParameter(f"no such log file: {path}", param_hint="LOGS")
+        if start and not start.isdigit():
+            raise click.BadParameter(f"{arg}: the offset after @ must be a number of staves",
+                                     param_hint="LOGS")
+        parsed.append((Path(path), int(start or 0)))
+    plot_curves(parsed, Path(out))
     click.echo(f"wrote {out}")
 
 
-def plot_curves(logs: list[Path], out: Path) -> None:
+def read_curve(log: Path, start: int = 0) -> tuple[list[int], list[float], list[float]]:
+    """Staves seen (from `start`), training loss and validation SER at each logged step.
+
+    Rows with no throughput are the validation-only rows a run writes when it ends."""
+    rows = [r for r in csv.DictReader(log.open()) if float(r["samples_per_s"] or 0) > 0]
+    return ([start + int(r["samples"]) for r in rows], [float(r["loss"]) for r in rows],
+            [float(r["val_ser"]) for r in rows])
+
+
+def plot_curves(logs: list[tuple[Path, int]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for log in logs:
-        rows = [r for r in csv.DictReader(log.open()) if float(r["samples_per_s"] or 0) > 0]
-        seen = [int(r["samples"]) / 1000 for r in rows]
+    for log, start in logs:
+        seen, loss, ser = read_curve(log, start)
         label = log.stem.replace("-log", "")
-        a.plot(seen, [float(r["loss"]) for r in rows], label=label)
-        b.plot(seen, [100 * float(r["val_ser"]) for r in rows], label=label)
+        a.plot([x / 1000 for x in seen], loss, label=label)
+        b.plot([x / 1000 for x in seen], [100 * x for x in ser], label=label)
     a.set(xlabel="staves seen (thousands)", ylabel="CTC loss", yscale="log", title="training loss")
     b.set(xlabel="staves seen (thousands)", ylabel="validation SER (%)", yscale="log",
           title="validation symbol error rate (clean synthetic)")
