@@ -57,9 +57,12 @@ PRESETS = {
     # Half the height, slimmer convolutions (they take nearly all the time), width stride 4 so
     # CTC keeps at least one frame per token even on dense sixteenth runs.
     "crnn-lite": CRNNConfig(),
-    # crnn-lite with a strided stem and a rank-64 output layer: 8.3x the paper network's CPU
-    # training speed in benchmarks/bench_train_speed.py (lite: 5.2x); accuracy in models/README.md.
-    "crnn-edge": CRNNConfig(name="crnn-edge", stem_stride=True, head_rank=64),
+    # crnn-lite with a strided stem, a rank-64 output layer and the width pooled 3 times
+    # (stride 8). Half the frames halve the LSTM, output layer and CTC, which take most of the
+    # time once the convolutions are slim; stride 8 still leaves a median 2.5 frames per
+    # token on data/synth and no label without its frames. Speed and accuracy: models/README.md.
+    "crnn-edge": CRNNConfig(name="crnn-edge", stem_stride=True, head_rank=64,
+                            width_pools=(2, 2, 2, 1)),
 }
 
 
