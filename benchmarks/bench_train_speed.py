@@ -6,6 +6,8 @@ Training: staves per second through forward, CTC loss, backward and AdamW step, 
 `torch.set_num_threads(2)`, batches of generated staves (same staves for every preset, already
 augmented, so the loader's cost is left out and the figure compares the networks alone).
 Inference: milliseconds per staff at batch 1 on the same staves.
+Frames per token: the output frames each staff gets over the frames CTC needs for its label,
+which bounds how far a preset may pool the width.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import platform
 import statistics
 import time
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import click
@@ -39,7 +42,14 @@ def _batches(samples, vocab, height, batch, steps, seed=0):
     return out
 
 
-def train_speed(preset: str, samples, vocab, steps: int, batch: int) -> tuple[float, float]:
+def frames_per_token(widths: torch.Tensor, labels: list[list[int]], cfg) -> np.ndarray:
+    # CTC must put a blank between two equal labels, so each repeat costs one more frame.
+    need = np.array([len(t) + sum(a == b for a, b in pairwise(t)) for t in labels])
+    return output_lengths(widths, cfg).numpy() / np.maximum(need, 1)
+
+
+def train_speed(preset: str, samples, vocab, steps: int,
+                batch: int) -> tuple[float, float, np.ndarray]:
     cfg = replace(PRESETS[preset], num_classes=vocab.size)
     model = build(cfg)
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -56,7 +66,8 @@ def train_speed(preset: str, samples, vocab, steps: int, batch: int) -> tuple[fl
         opt.step()
         times.append(time.perf_counter() - start)
     mean_width = float(np.mean([float(w.float().mean()) for _, w, _ in data]))
-    return batch / statistics.median(times[1:]), mean_width
+    ratios = np.concatenate([frames_per_token(w, t, cfg) for _, w, t in data])
+    return batch / statistics.median(times[1:]), mean_width, ratios
 
 
 def infer_ms(preset: str, samples, vocab, n: int) -> float:
@@ -84,11 +95,14 @@ def main(data: str, steps: int, batch: int) -> None:
           f"2 threads, batch {batch}, vocabulary {vocab.size}")
     rows = {}
     for preset in ("crnn-paper", "crnn-lite", "crnn-edge"):
-        rate, width = train_speed(preset, samples, vocab, steps, batch)
+        rate, width, ratios = train_speed(preset, samples, vocab, steps, batch)
         ms = infer_ms(preset, samples, vocab, 20)
         rows[preset] = rate
         print(f"{preset:11s} train {rate:6.1f} staves/s (mean input width {width:.0f} px)  "
               f"inference {ms:6.1f} ms/staff")
+        print(f"{'':11s} output frames per frame CTC needs: median {np.median(ratios):.1f}, "
+              f"short {np.mean(ratios < 1):.1%}, under 1.5 {np.mean(ratios < 1.5):.1%} "
+              f"({len(ratios)} staves)")
     for preset in ("crnn-lite", "crnn-edge"):
         print(f"{preset} trains {rows[preset] / rows['crnn-paper']:.1f}x faster than crnn-paper")
 

@@ -58,9 +58,9 @@ PRESETS = {
     # CTC keeps at least one frame per token even on dense sixteenth runs.
     "crnn-lite": CRNNConfig(),
     # crnn-lite with a strided stem, a rank-64 output layer and the width pooled 3 times
-    # (stride 8). Half the frames halve the LSTM, output layer and CTC, which take most of the
-    # time once the convolutions are slim; stride 8 still leaves a median 2.5 frames per
-    # token on data/synth and no label without its frames. Speed and accuracy: models/README.md.
+    # (stride 8). The LSTM, output layer and CTC run per frame, so half the frames halve
+    # them; each staff keeps as many frames as crnn-paper's (stride 16 at twice the height).
+    # Frames per token, speed and accuracy: benchmarks/bench_train_speed.py, models/README.md.
     "crnn-edge": CRNNConfig(name="crnn-edge", stem_stride=True, head_rank=64,
                             width_pools=(2, 2, 2, 1)),
 }
