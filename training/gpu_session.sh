@@ -7,10 +7,13 @@
 #     The first session trained crnn-lite and crnn-paper from scratch; the next should go on
 #     with the shipped lite model and try the faster edge variant:
 #     RUNS="crnn-lite:64:6e-4:models/crnn.pt crnn-edge:64:2e-3:models/crnn.pt"
+#   SEED: the dataset's seed; a session that continues a model engraves a set it has not seen.
+#   REQUIRE_CUDA=1: stop at once, not train on the CPU, when the GPU is not visible.
 set -euo pipefail
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 GEN_SECONDS=${GEN_SECONDS:-150}; TRAIN_MINUTES=${TRAIN_MINUTES:-5.5}
 GEN_WORKERS=${GEN_WORKERS:-15}; LOADER_WORKERS=${LOADER_WORKERS:-6}; COUNT=${COUNT:-60000}
+SEED=${SEED:-0}
 WORK=${WORK:-/tmp/omr}; mkdir -p "$WORK/pkgs"
 PY=${PY:-python3}
 # Packages the device image lacks travel as wheels; the project itself goes on PYTHONPATH.
@@ -21,9 +24,10 @@ ln -sfn "$PWD/runtime" "$WORK/pkgs/omr"; ln -sfn "$PWD/training" "$WORK/pkgs/omr
 export PYTHONPATH="$WORK/pkgs:$WORK/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 $PY -c "import torch, verovio, resvg_py, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 nproc
+if [ -n "${REQUIRE_CUDA:-}" ]; then $PY -c "import torch; assert torch.cuda.is_available(), 'no GPU'"; fi
 T0=$(date +%s)
 CORPUS="--no-corpus"; [ -d .devcarry/cache ] && CORPUS="--cache .devcarry/cache"
-$PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" --workers "$GEN_WORKERS" --seed 0 \
+$PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" --workers "$GEN_WORKERS" --seed "$SEED" \
     $CORPUS --max-seconds "$GEN_SECONDS" 2>&1 | tail -n 3
 echo "engraved in $(( $(date +%s) - T0 )) s: $(wc -l < "$WORK/data/manifest.jsonl") staves"
 RUNS=${RUNS:-"crnn-lite:64:2e-3: crnn-paper:48:1e-3:"}
