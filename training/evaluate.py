@@ -19,7 +19,7 @@ from omr.decode import DecodeOptions, decode
 
 from .augment import AugmentOptions, augment
 from .dataset import Sample, collate, read_folder
-from .metrics import Score, score
+from .metrics import Score, error_summary, score
 from .synth.engrave import HELD_OUT_FONT
 
 
@@ -134,10 +134,12 @@ def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score,
 @click.option("--drop-tie", is_flag=True, help="Drop `tie` before scoring (cc-staves has none).")
 @click.option("--limit", default=0, help="Only the first N staves.")
 @click.option("--greedy", is_flag=True, help="Best path only, without the metre check: the bare network.")
+@click.option("--errors", "top", default=0, show_default=True,
+              help="Also list the N commonest kinds of error and exact confusions.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write per-staff results here.")
 def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: float,
-         drop_tie: bool, limit: int, greedy: bool, json_out: Path | None) -> None:
+         drop_tie: bool, limit: int, greedy: bool, top: int, json_out: Path | None) -> None:
     """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
     from rich.progress import Progress
 
@@ -154,9 +156,23 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
     for font, sc in by_font(rows, drop_tie).items():
         held = " (held out of training)" if font == HELD_OUT_FONT else ""
         click.echo(f"  {font:10s} SER {100 * sc.ser:5.2f}%  ({sc.staves} staves){held}")
+    kinds, confusions = error_summary(((r["prediction"], r["reference"]) for r in rows), drop_tie)
+    if top:
+        click.echo(error_report(kinds, confusions, top))
     if json_out:
         json_out.write_text(json.dumps({"score": asdict(result), "options": asdict(opt),
-                                        "staves": rows}, indent=1))
+                                        "errors": dict(kinds.most_common()), "staves": rows},
+                                       indent=1))
+
+
+def error_report(kinds, confusions, top: int) -> str:
+    """Where the errors are: what an engineer reads before deciding what to train next."""
+    total = sum(kinds.values())
+    lines = [f"errors by kind ({total} edits):"]
+    lines += [f"  {n:5d}  {100 * n / max(total, 1):4.1f}%  {k}" for k, n in kinds.most_common(top)]
+    lines.append("commonest confusions (reference -> read; - is nothing):")
+    lines += [f"  {n:5d}  {r} -> {p}" for (r, p), n in confusions.most_common(top)]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
