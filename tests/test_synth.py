@@ -87,3 +87,23 @@ def test_reader_reads_camera_primus():
     assert len(clean) == len(distorted) == 100
     assert clean[0].image.suffix == ".png" and distorted[0].image.name.endswith("_distorted.jpg")
     assert all(s.tokens[0].startswith("clef-") for s in clean)
+
+
+def test_a_damaged_start_touches_only_the_clef_and_key(tmp_path):
+    import cv2
+    from omr_train.augment import _damaged_start
+
+    _synth(tmp_path, 2)
+    img = cv2.imread(str(read_folder(tmp_path)[0].image), cv2.IMREAD_GRAYSCALE)
+    h, w = img.shape
+    start = int(np.flatnonzero((img < 128).any(axis=0))[0])
+    widths, changed = set(), 0
+    for seed in range(12):
+        out = _damaged_start(img, np.random.default_rng(seed), 1.0)
+        assert out.shape[0] == h and out.dtype == np.uint8
+        widths.add(out.shape[1])
+        # The rest of the staff, one crop height (two staff heights) past the first ink, is untouched.
+        keep = start + h
+        assert np.array_equal(out[:, out.shape[1] - (w - keep):], img[:, keep:])
+        changed += out.shape[1] == w and not np.array_equal(out[:, start:start + 10], img[:, start:start + 10])
+    assert len(widths) > 1 and changed  # some cut off, some smeared or blotted

@@ -31,6 +31,7 @@ class AugmentOptions:
     p_lowres: float = 0.3
     p_binarise: float = 0.1
     p_erode: float = 0.2
+    p_damaged_start: float = 0.12
 
 
 def canonical_crop(img: np.ndarray, height: int, rng: np.random.Generator | None = None,
@@ -66,6 +67,41 @@ def _perspective(img: np.ndarray, rng, s: float) -> np.ndarray:
     m = np.vstack([rot, [0, 0, 1]]) @ cv2.getPerspectiveTransform(src, dst)
     return cv2.warpPerspective(img, m, (w, h), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
+
+
+def _damaged_start(img: np.ndarray, rng, s: float) -> np.ndarray:
+    """The staff's start cut off by the photo's edge, smeared, or under a thumb or glare.
+
+    The clef and key signature sit there, and every pitch after them depends on them: the
+    network must learn to read what is left of them and the melody's range, not give up.
+    """
+    h, w = img.shape
+    span = STORE_FRACTION * h
+    cols = np.flatnonzero((img < 128).any(axis=0))
+    if not len(cols):
+        return img
+    start = int(cols[0])
+    end = min(w - 1, int(start + rng.uniform(0.3, 1.4) * span))  # into the clef, up to the key
+    mode = rng.integers(3)
+    if mode == 0:  # cut
+        return img[:, min(end, start + int(0.7 * span)):].copy()
+    mask = np.zeros((h, w), np.float32)
+    mask[:, :end] = 1.0
+    mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.08 * span))
+    if mode == 1:  # smear: a long directional blur, as a slipping camera or a page-edge stretch
+        k = int(rng.uniform(0.3, 0.9) * span) | 1
+        kernel = np.zeros((k, k), np.float32)
+        kernel[k // 2, :] = 1.0
+        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(20, 160), 1)
+        kernel = cv2.warpAffine(kernel, rot, (k, k))
+        other = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6), borderType=cv2.BORDER_REPLICATE)
+    else:  # a blot: glare that bleaches the ink, or a shadow that darkens the paper
+        glare = rng.random() < 0.5
+        other = np.full_like(img, 255) if glare else (img * rng.uniform(0.35, 0.7)).astype(np.uint8)
+        keep = rng.uniform(0.0, 0.5 * s)  # how much of the ink survives
+        other = (keep * img + (1 - keep) * other).astype(np.uint8)
+    out = mask * other.astype(np.float32) + (1 - mask) * img.astype(np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def _curl(img: np.ndarray, rng, s: float) -> np.ndarray:
@@ -117,6 +153,8 @@ def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
     s = opt.strength
     if s <= 0:
         return canonical_crop(img, height)
+    if rng.random() < opt.p_damaged_start * s:
+        img = _damaged_start(img, rng, s)
     if rng.random() < opt.p_perspective:
         img = _perspective(img, rng, s)
     if rng.random() < opt.p_curl:
