@@ -153,7 +153,8 @@ def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
     s = opt.strength
     if s <= 0:
         return canonical_crop(img, height)
-    if rng.random() < opt.p_damaged_start * s:
+    # No draw when it is off, so the seeded test views stay those of the earlier camera model.
+    if opt.p_damaged_start and rng.random() < opt.p_damaged_start * s:
         img = _damaged_start(img, rng, s)
     if rng.random() < opt.p_perspective:
         img = _perspective(img, rng, s)
