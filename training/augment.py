@@ -90,11 +90,8 @@ def _damaged_start(img: np.ndarray, rng, s: float) -> np.ndarray:
     mask = cv2.GaussianBlur(mask, (0, 0), max(1.0, 0.08 * span))
     if mode == 1:  # smear: a long directional blur, as a slipping camera or a page-edge stretch
         k = int(rng.uniform(0.3, 0.9) * span) | 1
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2, :] = 1.0
-        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(20, 160), 1)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
-        other = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6), borderType=cv2.BORDER_REPLICATE)
+        other = cv2.filter2D(img, -1, _line_kernel(k, rng.uniform(20, 160)),
+                             borderType=cv2.BORDER_REPLICATE)
     else:  # a blot: glare that bleaches the ink, or a shadow that darkens the paper
         glare = rng.random() < 0.5
         other = np.full_like(img, 255) if glare else (img * rng.uniform(0.35, 0.7)).astype(np.uint8)
@@ -102,6 +99,15 @@ def _damaged_start(img: np.ndarray, rng, s: float) -> np.ndarray:
         other = (keep * img + (1 - keep) * other).astype(np.uint8)
     out = mask * other.astype(np.float32) + (1 - mask) * img.astype(np.float32)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _line_kernel(k: int, angle: float) -> np.ndarray:
+    """Motion blur: a k-pixel line at `angle` degrees, summing to 1."""
+    kernel = np.zeros((k, k), np.float32)
+    kernel[k // 2, :] = 1.0 / k
+    rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), angle, 1)
+    kernel = cv2.warpAffine(kernel, rot, (k, k))
+    return kernel / max(kernel.sum(), 1e-6)
 
 
 def _curl(img: np.ndarray, rng, s: float) -> np.ndarray:
@@ -174,11 +180,7 @@ def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
         out = cv2.GaussianBlur(out, (0, 0), sigma)
     if rng.random() < opt.p_motion:
         k = int(rng.integers(3, 7))
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2, :] = 1.0 / k
-        rot = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), rng.uniform(0, 180), 1)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
-        out = cv2.filter2D(out, -1, kernel / max(kernel.sum(), 1e-6))
+        out = cv2.filter2D(out, -1, _line_kernel(k, rng.uniform(0, 180)))
     if rng.random() < opt.p_light:
         out = _lighting(out, rng, s, rng.random() < opt.p_shadow)
     if rng.random() < opt.p_texture:
