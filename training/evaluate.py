@@ -135,18 +135,20 @@ def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score,
               help="Synthetic folders: camera augmentation strength (0 = clean).")
 @click.option("--drop-tie", is_flag=True, help="Drop `tie` before scoring (cc-staves has none).")
 @click.option("--limit", default=0, help="Only the first N staves.")
+@click.option("--seed", default=EvalOptions.seed, show_default=True,
+              help="Synthetic folders: the augmentation's seed (another seed, other photographs).")
 @click.option("--greedy", is_flag=True, help="Best path only, without the metre check: the bare network.")
 @click.option("--errors", "top", default=0, show_default=True,
               help="Also list the N commonest kinds of error and exact confusions.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write per-staff results here.")
 def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: float,
-         drop_tie: bool, limit: int, greedy: bool, top: int, json_out: Path | None) -> None:
+         drop_tie: bool, limit: int, seed: int, greedy: bool, top: int, json_out: Path | None) -> None:
     """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
     from rich.progress import Progress
 
     opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit,
-                      metre=not greedy)
+                      seed, metre=not greedy)
     try:
         model = load_any(model_path, DecodeOptions(metre=opt.metre))
     except (ValueError, RuntimeError) as e:
