@@ -160,6 +160,8 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
     for font, sc in by_font(rows, drop_tie).items():
         held = " (held out of training)" if font == HELD_OUT_FONT else ""
         click.echo(f"  {font:10s} SER {100 * sc.ser:5.2f}%  ({sc.staves} staves){held}")
+    if not (top or json_out):
+        return
     kinds, confusions = error_summary(((r["prediction"], r["reference"]) for r in rows), drop_tie)
     if top:
         click.echo(error_report(kinds, confusions, top))

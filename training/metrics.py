@@ -9,14 +9,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
-    prev = list(range(len(b) + 1))
+def _edit_costs(a: Sequence[str], b: Sequence[str]) -> list[list[int]]:
+    """costs[i][j]: the edit distance between a[:i] and b[:j] (Levenshtein)."""
+    costs = [list(range(len(b) + 1))]
     for i, x in enumerate(a, 1):
-        cur = [i] + [0] * len(b)
+        prev, cur = costs[-1], [i] + [0] * len(b)
         for j, y in enumerate(b, 1):
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
-        prev = cur
-    return prev[-1]
+        costs.append(cur)
+    return costs
+
+
+def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    return _edit_costs(a, b)[-1][-1]
 
 
 def normalise(tokens: Iterable[str], drop_tie: bool = False) -> list[str]:
@@ -59,12 +64,7 @@ class Edit:
 def align(pred: Sequence[str], ref: Sequence[str]) -> list[Edit]:
     """One shortest edit script from ref to pred: len(align(p, r)) == edit_distance(p, r)."""
     n, m = len(ref), len(pred)
-    cost = np.zeros((n + 1, m + 1), np.int32)
-    cost[:, 0], cost[0, :] = np.arange(n + 1), np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            cost[i, j] = min(cost[i - 1, j] + 1, cost[i, j - 1] + 1,
-                             cost[i - 1, j - 1] + (ref[i - 1] != pred[j - 1]))
+    cost = np.array(_edit_costs(ref, pred))
     # Among the shortest scripts, prefer a match, then a misread within one symbol class, then a
     # missed or extra symbol: `tie rest` read as `rest barline` is one tie missed and one
     # barline extra, not two misreads.
