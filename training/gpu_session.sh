@@ -22,9 +22,9 @@ if [ -z "${SKIP_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
 fi
 ln -sfn "$PWD/runtime" "$WORK/pkgs/omr"; ln -sfn "$PWD/training" "$WORK/pkgs/omr_train"
 export PYTHONPATH="$WORK/pkgs:$WORK/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-$PY -c "import torch, verovio, resvg_py, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+$PY -c "import os, torch, verovio, resvg_py, cv2; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())
+assert torch.cuda.is_available() or not os.environ.get('REQUIRE_CUDA'), 'no GPU'"
 nproc
-if [ -n "${REQUIRE_CUDA:-}" ]; then $PY -c "import torch; assert torch.cuda.is_available(), 'no GPU'"; fi
 T0=$(date +%s)
 CORPUS="--no-corpus"; [ -d .devcarry/cache ] && CORPUS="--cache .devcarry/cache"
 $PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" --workers "$GEN_WORKERS" --seed "$SEED" \
