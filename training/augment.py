@@ -31,7 +31,7 @@ class AugmentOptions:
     p_lowres: float = 0.3
     p_binarise: float = 0.1
     p_erode: float = 0.2
-    p_damaged_start: float = 0.0  # tried at 0.12: see models/README.md, "Tried and not kept"
+    p_damaged_start: float = 0.0  # omr-train --damaged-start; tried at 0.12, not kept (models/README.md)
 
 
 def canonical_crop(img: np.ndarray, height: int, rng: np.random.Generator | None = None,

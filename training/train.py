@@ -44,6 +44,7 @@ class TrainOptions:
     eval_every: int = 500
     eval_samples: int = 400
     augment: float = 1.0
+    damaged_start: float = 0.0  # share of staves whose clef and key are cut, smeared or blotted
     seed: int = 0
     workers: int = 2
     threads: int = 2
@@ -177,7 +178,8 @@ def train(opt: TrainOptions) -> Path:
     if ddp:
         model = torch.nn.parallel.DistributedDataParallel(model)
 
-    data = TrainSet(train_set, vocab, cfg.input_height, AugmentOptions(strength=opt.augment), opt.seed)
+    camera = AugmentOptions(strength=opt.augment, p_damaged_start=opt.damaged_start)
+    data = TrainSet(train_set, vocab, cfg.input_height, camera, opt.seed)
     widths = [png_width(x.image) for x in train_set]
     loader = _loader(opt, data, EpochBatches(widths, opt.batch_size, opt.seed, step, rank, world),
                      device)
@@ -337,6 +339,8 @@ def main() -> None:
 @click.option("--eval-every", default=TrainOptions.eval_every, show_default=True)
 @click.option("--eval-samples", default=TrainOptions.eval_samples, show_default=True)
 @click.option("--augment", default=TrainOptions.augment, show_default=True, help="Augmentation strength, 0 = clean.")
+@click.option("--damaged-start", default=TrainOptions.damaged_start, show_default=True,
+              help="Share of staves whose start (clef, key) is cut off, smeared or blotted.")
 @click.option("--seed", default=TrainOptions.seed, show_default=True)
 @click.option("--workers", default=TrainOptions.workers, show_default=True)
 @click.option("--threads", default=TrainOptions.threads, show_default=True)
@@ -347,12 +351,13 @@ def main() -> None:
 @click.option("--stop-after", default=0, help="End this run at this global step; resume later.")
 @click.option("--init", default="", help="Start from the weights of this checkpoint (fine-tuning).")
 def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_every, eval_samples,
-         augment, seed, workers, threads, no_amp, fresh, channels, lstm_hidden, stop_after,
-         init) -> None:
+         augment, damaged_start, seed, workers, threads, no_amp, fresh, channels, lstm_hidden,
+         stop_after, init) -> None:
     """Train a CRNN on a PrIMuS-layout folder (resumes from OUT/last.pt)."""
     opt = TrainOptions(preset=preset, data=data, out=out, batch_size=batch_size, lr=lr, steps=steps,
                        max_minutes=max_minutes, warmup=warmup, eval_every=eval_every,
-                       eval_samples=eval_samples, augment=augment, seed=seed, workers=workers,
+                       eval_samples=eval_samples, augment=augment, damaged_start=damaged_start,
+                       seed=seed, workers=workers,
                        threads=threads, amp=not no_amp, resume=not fresh,
                        channels=tuple(int(c) for c in channels.split(",") if c),
                        lstm_hidden=lstm_hidden, stop_after=stop_after, init=init)
