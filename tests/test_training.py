@@ -58,6 +58,39 @@ def test_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
 
 
+def test_a_growing_folder_reaches_the_loader_between_epochs(data):
+    from omr_train.dataset import read_folder
+    from omr_train.train import EpochBatches
+
+    samples = read_folder(data, split="train")
+    first, later = samples[:8], samples
+    batches = iter(EpochBatches(first, 4, seed=0, start=0, refresh=lambda: later, refresh_s=0))
+    epoch0 = [next(batches) for _ in range(2)]
+    epoch1 = [next(batches) for _ in range(len(later) // 4)]
+    assert {k[2].id for b in epoch0 for k in b} == {s.id for s in first}
+    assert {k[0] for b in epoch1 for k in b} == {1}
+    seen = [k[2].id for b in epoch1 for k in b]
+    assert len(set(seen)) == len(seen) == len(later) // 4 * 4  # every full batch, no repeats
+    assert set(seen) <= {s.id for s in later} and set(seen) - {s.id for s in first}
+
+
+def test_uint8_batches_are_the_float_inputs_bit_for_bit(data):
+    import cv2
+    import numpy as np
+    from omr.vocab import Vocabulary
+    from omr_train.dataset import collate, read_folder
+    from omr_train.train import as_input, collate_train
+
+    samples = read_folder(data, split="train")[:5]
+    images = [cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)[:, :100 + 37 * k] for k, s in enumerate(samples)]
+    vocab = Vocabulary.from_labels([s.tokens for s in samples])
+    ink, widths, _, _ = collate_train([(im, vocab.encode(s.tokens)) for im, s in zip(images, samples)], 220)
+    expected, expected_widths = collate(images, 220)
+    assert ink.dtype == torch.uint8
+    assert np.array_equal(as_input(ink).numpy(), expected)
+    assert widths.tolist() == expected_widths.tolist()
+
+
 def test_torchrun_trains_with_two_cpu_processes(data, tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     run = tmp_path / "ddp"

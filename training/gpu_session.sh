@@ -7,8 +7,12 @@
 #     The first session trained crnn-lite and crnn-paper from scratch; the next should go on
 #     with the shipped lite model and try the faster edge variant:
 #     RUNS="crnn-lite:64:6e-4:models/crnn.pt crnn-edge:64:2e-3:models/crnn.pt"
+#   WARMUP, EVAL_SAMPLES: omr-train's --warmup and --eval-samples (300, 500).
 #   SEED: the dataset's seed; a session that continues a model engraves a set it has not seen.
 #   REQUIRE_CUDA=1: stop at once, not train on the CPU, when the GPU is not visible.
+#   GROW=1: keep engraving (niced, so the loader comes first) while training, which starts
+#     after GEN_SECONDS and takes the new staves between epochs (omr-train --grow): the GPU
+#     is not what limits a lite run, so the cores left over engrave instead of idling.
 set -euo pipefail
 OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
 GEN_SECONDS=${GEN_SECONDS:-150}; TRAIN_MINUTES=${TRAIN_MINUTES:-5.5}
@@ -27,15 +31,26 @@ assert torch.cuda.is_available() or not os.environ.get('REQUIRE_CUDA'), 'no GPU'
 nproc
 T0=$(date +%s)
 CORPUS="--no-corpus"; [ -d .devcarry/cache ] && CORPUS="--cache .devcarry/cache"
-$PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" --workers "$GEN_WORKERS" --seed "$SEED" \
-    $CORPUS --max-seconds "$GEN_SECONDS" 2>&1 | tail -n 3
-echo "engraved in $(( $(date +%s) - T0 )) s: $(wc -l < "$WORK/data/manifest.jsonl") staves"
+staves() { find "$WORK/data" -mindepth 2 -name '*.json' | wc -l; }
+if [ -n "${GROW:-}" ]; then
+  # Not setsid: with autogroup scheduling a new session would get an equal share of the
+  # cores whatever its nice value.
+  nice -n 15 $PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" \
+      --workers "$GEN_WORKERS" --seed "$SEED" $CORPUS > "$OUT/synth.log" 2>&1 &
+  SYNTH=$!
+  sleep "$GEN_SECONDS"
+  echo "head start of $GEN_SECONDS s: $(staves) staves"
+else
+  $PY -m omr_train.synth.cli --out "$WORK/data" --count "$COUNT" --workers "$GEN_WORKERS" --seed "$SEED" \
+      $CORPUS --max-seconds "$GEN_SECONDS" 2>&1 | tail -n 3
+  echo "engraved in $(( $(date +%s) - T0 )) s: $(staves) staves"
+fi
 RUNS=${RUNS:-"crnn-lite:64:2e-3: crnn-paper:48:1e-3:"}
 train() {  # preset batch lr [init]
   $PY -m omr_train.train crnn --data "$WORK/data" --out "$WORK/runs/$1" \
       --preset "$1" --batch-size "$2" --lr "$3" ${4:+--init "$4"} --steps 1000000 \
-      --max-minutes "$TRAIN_MINUTES" --warmup 300 --eval-every 400 --eval-samples 500 \
-      --workers "$LOADER_WORKERS" --threads 2 > "$OUT/$1.log" 2>&1
+      --max-minutes "$TRAIN_MINUTES" --warmup "${WARMUP:-300}" --eval-every 400 --eval-samples "${EVAL_SAMPLES:-500}" \
+      --workers "$LOADER_WORKERS" --threads 2 ${GROW:+--grow} > "$OUT/$1.log" 2>&1
 }
 NAMES=(); PIDS=()
 for run in $RUNS; do
@@ -43,6 +58,10 @@ for run in $RUNS; do
   train "$preset" "$batch" "$lr" "$init" & PIDS+=($!); NAMES+=("$preset")
 done
 for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" || echo "${NAMES[$k]} training failed"; done
+if [ -n "${SYNTH:-}" ]; then
+  pkill -P "$SYNTH" 2>/dev/null || true; kill "$SYNTH" 2>/dev/null || true
+  echo "engraved in all: $(staves) staves in $(( $(date +%s) - T0 )) s"
+fi
 for m in "${NAMES[@]}"; do
   tail -c 600 "$OUT/$m.log" | tr '\r' '\n' | tail -n 3
   cp "$WORK/runs/$m/log.csv" "$OUT/$m-log.csv" || true

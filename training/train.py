@@ -45,6 +45,7 @@ class TrainOptions:
     eval_samples: int = 400
     augment: float = 1.0
     damaged_start: float = 0.0  # share of staves whose clef and key are cut, smeared or blotted
+    grow: bool = False  # re-read the folder between epochs: omr-synth is still writing it
     seed: int = 0
     workers: int = 2
     threads: int = 2
@@ -59,16 +60,14 @@ class TrainOptions:
 
 
 class TrainSet(torch.utils.data.Dataset):
-    def __init__(self, samples: list[Sample], vocab: Vocabulary, height: int,
-                 aug: AugmentOptions, seed: int):
-        self.samples, self.vocab, self.height, self.aug, self.seed = samples, vocab, height, aug, seed
+    """Keys are (epoch, index, sample): the sampler owns the list of samples, so a folder that
+    grows while training (`--grow`) reaches the loader's workers without restarting them."""
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    def __init__(self, vocab: Vocabulary, height: int, aug: AugmentOptions, seed: int):
+        self.vocab, self.height, self.aug, self.seed = vocab, height, aug, seed
 
-    def __getitem__(self, key: tuple[int, int]):
-        epoch, i = key
-        s = self.samples[i]
+    def __getitem__(self, key: tuple[int, int, Sample]):
+        epoch, i, s = key
         img = cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)
         rng = np.random.default_rng([self.seed, epoch, i])
         x = augment(img, self.height, rng, self.aug)
@@ -76,30 +75,58 @@ class TrainSet(torch.utils.data.Dataset):
 
 
 def collate_train(items, max_width: int):
+    """A batch of ink as uint8 (255 - grey, 0 = paper): a quarter of float32's bytes to pass
+    between processes and to the GPU; `as_input` makes it the models' float scale there."""
     images, labels = zip(*items)
-    batch, widths = collate(list(images), max_width)
+    widths = np.array([im.shape[1] for im in images], np.int64)
+    w = min(int(widths.max()), max_width)
+    batch = np.zeros((len(images), 1, images[0].shape[0], w), np.uint8)
+    for i, im in enumerate(images):
+        batch[i, 0, :, :min(w, im.shape[1])] = 255 - im[:, :w]
     targets = torch.tensor([t for lab in labels for t in lab], dtype=torch.long)
     target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
-    return torch.from_numpy(batch), torch.from_numpy(widths), targets, target_lengths
+    return torch.from_numpy(batch), torch.from_numpy(np.minimum(widths, w)), targets, target_lengths
+
+
+def as_input(ink: torch.Tensor) -> torch.Tensor:
+    """uint8 ink to dataset.to_input's scale (ink = 1, paper = 0), bit for bit."""
+    return ink.float().div_(255.0)
 
 
 class EpochBatches(torch.utils.data.Sampler):
-    """Width-bucketed batches for one rank, from global step `start` on, epoch after epoch."""
+    """Width-bucketed batches for one rank, from global step `start` on, epoch after epoch.
 
-    def __init__(self, widths, batch_size, seed, start, rank=0, world=1):
-        self.widths, self.bs, self.seed, self.start = widths, batch_size, seed, start
+    `refresh`, if given, returns the training samples anew; it is called between epochs, at
+    most once every `refresh_s` seconds, so a run can start while omr-synth is still writing
+    its folder. A resumed run then starts its epoch count afresh: exact resume needs a
+    folder that no longer changes.
+    """
+
+    def __init__(self, samples: list[Sample], batch_size, seed, start, rank=0, world=1,
+                 refresh=None, refresh_s: float = 60.0):
+        self.bs, self.seed, self.start = batch_size, seed, start
         self.rank, self.world = rank, world
-        self.per_epoch = len(widths) // batch_size // world
+        self.refresh, self.refresh_s, self.refreshed = refresh, refresh_s, time.time()
+        self._use(samples)
+
+    def _use(self, samples: list[Sample]) -> None:
+        self.samples = samples
+        self.widths = [png_width(s.image) for s in samples]
+        self.per_epoch = max(1, len(samples) // self.bs // self.world)
 
     def __iter__(self):
-        step = self.start
+        epoch, k = divmod(self.start, self.per_epoch)
         while True:
-            epoch, k = divmod(step, self.per_epoch)
             batches = bucket_batches(self.widths, self.bs, np.random.default_rng([self.seed, epoch]))
             batches = [b for b in batches if len(b) == self.bs][self.rank::self.world][:self.per_epoch]
             for b in batches[k:]:
-                yield [(epoch, i) for i in b]
-                step += 1
+                yield [(epoch, i, self.samples[i]) for i in b]
+            epoch, k = epoch + 1, 0
+            if self.refresh and time.time() - self.refreshed >= self.refresh_s:
+                self._use(self.refresh())
+                self.refreshed = time.time()
+                if self.rank == 0:
+                    print(f"epoch {epoch}: {len(self.samples)} training staves")
 
     def __len__(self):
         return 1 << 30
@@ -164,7 +191,7 @@ def train(opt: TrainOptions) -> Path:
     init = checkpoint.load(Path(opt.init)) if opt.init and not ckpt else None
     vocab, cfg = _vocab_and_config(opt, ckpt, init, train_set + val_set)
     # Validation labels with tokens the vocabulary lacks cannot be predicted; keep them anyway.
-    train_set = [s for s in train_set if all(t in vocab for t in s.tokens)]
+    train_set = _known(train_set, vocab)
     model = build(cfg).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
@@ -179,10 +206,10 @@ def train(opt: TrainOptions) -> Path:
         model = torch.nn.parallel.DistributedDataParallel(model)
 
     camera = AugmentOptions(strength=opt.augment, p_damaged_start=opt.damaged_start)
-    data = TrainSet(train_set, vocab, cfg.input_height, camera, opt.seed)
-    widths = [png_width(x.image) for x in train_set]
-    loader = _loader(opt, data, EpochBatches(widths, opt.batch_size, opt.seed, step, rank, world),
-                     device)
+    data = TrainSet(vocab, cfg.input_height, camera, opt.seed)
+    refresh = (lambda: _known(read_folder(Path(opt.data), split="train"), vocab)) if opt.grow else None
+    batches = EpochBatches(train_set, opt.batch_size, opt.seed, step, rank, world, refresh)
+    loader = _loader(opt, data, batches, device)
     # bf16 autocast: on CUDA, and on CPUs with native bf16 (1.5x faster on this box's AVX512-BF16).
     use_amp = opt.amp and (device.type == "cuda" or cpu_has_bf16())
     log_path = out / "log.csv"
@@ -224,7 +251,7 @@ def train(opt: TrainOptions) -> Path:
             lr = opt.lr * _lr_factor(opt, step, elapsed)
             for g in optim.param_groups:
                 g["lr"] = lr
-            images = images.to(device, non_blocking=True)
+            images = as_input(images.to(device, non_blocking=True))
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     lp = model(images)
@@ -289,6 +316,10 @@ def _vocab_and_config(opt: TrainOptions, ckpt: dict | None, init: dict | None,
     return vocab, cfg
 
 
+def _known(samples: list[Sample], vocab: Vocabulary) -> list[Sample]:
+    return [s for s in samples if all(t in vocab for t in s.tokens)]
+
+
 def _start_from(model: torch.nn.Module, init: dict, rank: int) -> None:
     source_cfg = CRNNConfig.from_dict(init["config"])
     weights = {k: v.float() for k, v in init["model"].items()}
@@ -309,10 +340,17 @@ def _loader(opt: TrainOptions, data: TrainSet, sampler: EpochBatches,
         data, batch_sampler=sampler, num_workers=opt.workers,
         collate_fn=lambda items: collate_train(items, opt.max_width),
         persistent_workers=opt.workers > 0, prefetch_factor=4 if opt.workers else None,
+        worker_init_fn=_one_cv2_thread,
         # Its own generator: seeding workers must not draw from the global RNG that dropout
         # uses, or a resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(opt.seed),
         pin_memory=device.type == "cuda")
+
+
+def _one_cv2_thread(_worker: int) -> None:
+    # Each loader process is one of many: OpenCV's own thread pool per process would
+    # oversubscribe the cores (16 workers x 16 threads on a GPU machine).
+    cv2.setNumThreads(1)
 
 
 def _args(opt: TrainOptions) -> dict:
@@ -349,10 +387,12 @@ def main() -> None:
 @click.option("--channels", default="", help="Override conv widths, e.g. 8,16 (tiny test models).")
 @click.option("--lstm-hidden", default=0)
 @click.option("--stop-after", default=0, help="End this run at this global step; resume later.")
+@click.option("--grow", is_flag=True,
+              help="omr-synth is still writing DATA: take its new staves between epochs (at most once a minute).")
 @click.option("--init", default="", help="Start from the weights of this checkpoint (fine-tuning).")
 def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_every, eval_samples,
          augment, damaged_start, seed, workers, threads, no_amp, fresh, channels, lstm_hidden,
-         stop_after, init) -> None:
+         stop_after, grow, init) -> None:
     """Train a CRNN on a PrIMuS-layout folder (resumes from OUT/last.pt)."""
     opt = TrainOptions(preset=preset, data=data, out=out, batch_size=batch_size, lr=lr, steps=steps,
                        max_minutes=max_minutes, warmup=warmup, eval_every=eval_every,
@@ -360,7 +400,7 @@ def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_eve
                        seed=seed, workers=workers,
                        threads=threads, amp=not no_amp, resume=not fresh,
                        channels=tuple(int(c) for c in channels.split(",") if c),
-                       lstm_hidden=lstm_hidden, stop_after=stop_after, init=init)
+                       lstm_hidden=lstm_hidden, stop_after=stop_after, init=init, grow=grow)
     best = train(opt)
     click.echo(f"best checkpoint: {best}")
 
