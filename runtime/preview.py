@@ -31,15 +31,23 @@ def save_preview(path: Path, gray: np.ndarray, score: Score) -> None:
     write_atomic(Path(path), data.tobytes())
 
 
+_DURATIONS = {"quadruple_whole": "long", "double_whole": "breve", "whole": "1", "half": "2",
+              "quarter": "4", "eighth": "8", "sixteenth": "16", "thirty_second": "32",
+              "sixty_fourth": "64", "hundred_twenty_eighth": "128"}
+
+
 def _short(token: str) -> str:
-    """Compact token text for the picture: note-C#4_quarter -> C#4/4."""
-    for prefix in ("note-", "gracenote-"):
+    """Compact token text for the picture: note-C#4_quarter. -> C#4/4., rest-half -> r/2."""
+    for prefix, mark in (("note-", ""), ("gracenote-", "g"), ("rest-", "r")):
         if token.startswith(prefix):
-            pitch, _, rest = token[len(prefix):].partition("_")
-            return pitch + "/" + rest.replace("quarter", "4").replace("eighth", "8") \
-                .replace("sixteenth", "16").replace("half", "2").replace("whole", "1")
+            body = token[len(prefix):]
+            pitch, _, value = body.partition("_") if prefix != "rest-" else ("", "", body)
+            fermata, value = value.endswith("_fermata"), value.removesuffix("_fermata")
+            name = value.rstrip(".")
+            dots = value[len(name):]
+            return f"{mark}{pitch}/{_DURATIONS.get(name, name)}{dots}{'^' if fermata else ''}"
     return token.replace("keySignature-", "K").replace("timeSignature-", "T") \
-        .replace("barline", "|").replace("rest-", "r")
+        .replace("barline", "|")
 
 
 def _text(page: np.ndarray, text: str, origin: tuple[int, int], size: float,

@@ -104,6 +104,15 @@ def test_preview_draws_over_the_page(tmp_path, page_png, tiny_model):
     assert drawn.shape[:2] == cv2.imread(str(page_png)).shape[:2] and drawn.ndim == 3
 
 
+def test_preview_labels_every_duration_the_same_way():
+    from omr.preview import _short
+
+    tokens = ["note-F#4_thirty_second", "note-C5_half._fermata", "rest-quarter", "rest-half.",
+              "gracenote-D5_sixteenth", "note-C5_double_whole", "multirest-3", "barline"]
+    assert [_short(t) for t in tokens] == ["F#4/32", "C5/2.^", "r/4", "r/2.", "gD5/16",
+                                           "C5/breve", "multirest-3", "|"]
+
+
 def _bad_inputs(tmp_path: Path, page_png: Path) -> dict[str, Path]:
     data = page_png.read_bytes()
     files = {"empty": b"", "not an image": b"hello, this is text\n" * 20,

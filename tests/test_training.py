@@ -85,10 +85,14 @@ def test_uint8_batches_are_the_float_inputs_bit_for_bit(data):
     images = [cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)[:, :100 + 37 * k] for k, s in enumerate(samples)]
     vocab = Vocabulary.from_labels([s.tokens for s in samples])
     ink, widths, _, _ = collate_train([(im, vocab.encode(s.tokens)) for im, s in zip(images, samples)], 220)
-    expected, expected_widths = collate(images, 220)
+    # The models' scale, as the shipped model was trained on it: ink 1, paper 0, right-padded.
+    expected = np.zeros((5, 1, images[0].shape[0], 220), np.float32)
+    for i, im in enumerate(images):
+        expected[i, 0, :, :min(220, im.shape[1])] = (255.0 - im[:, :220].astype(np.float32)) / 255.0
     assert ink.dtype == torch.uint8
     assert np.array_equal(as_input(ink).numpy(), expected)
-    assert widths.tolist() == expected_widths.tolist()
+    assert np.array_equal(collate(images, 220)[0], expected)
+    assert widths.tolist() == [min(220, im.shape[1]) for im in images]
 
 
 def test_torchrun_trains_with_two_cpu_processes(data, tmp_path):

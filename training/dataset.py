@@ -82,11 +82,6 @@ def png_width(path: Path) -> int:
     return struct.unpack(">I", head[16:20])[0]
 
 
-def to_input(gray: np.ndarray) -> np.ndarray:
-    """The models' normalisation: ink = 1, paper = 0 (so zero padding is blank paper)."""
-    return (255.0 - gray.astype(np.float32)) / 255.0
-
-
 def bucket_batches(widths: list[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
     """Batches of similar widths, in random order: padding stays small, order stays random."""
     order = np.argsort(np.asarray(widths) + rng.uniform(0, 40, len(widths)), kind="stable")
@@ -95,15 +90,20 @@ def bucket_batches(widths: list[int], batch_size: int, rng: np.random.Generator)
     return batches
 
 
-def collate(images: list[np.ndarray], max_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Right-pad to one width with paper (0 after to_input); returns batch [N,1,H,W] and widths."""
+def collate_ink(images: list[np.ndarray], max_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad to one width with paper; returns ink as uint8 [N,1,H,W] (255 - grey, so 0 is
+    paper) and the widths. A quarter of float32's bytes, for batches that cross processes."""
     widths = np.array([im.shape[1] for im in images], np.int64)
     w = int(widths.max())
     if max_width:
         w = min(w, max_width)
-    h = images[0].shape[0]
-    batch = np.zeros((len(images), 1, h, w), np.float32)
+    batch = np.zeros((len(images), 1, images[0].shape[0], w), np.uint8)
     for i, im in enumerate(images):
-        x = to_input(im[:, :w])
-        batch[i, 0, :, :x.shape[1]] = x
+        batch[i, 0, :, :min(w, im.shape[1])] = 255 - im[:, :w]
     return batch, np.minimum(widths, w)
+
+
+def collate(images: list[np.ndarray], max_width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """collate_ink at the models' scale: ink = 1, paper = 0 (so the padding is blank paper)."""
+    ink, widths = collate_ink(images, max_width)
+    return ink.astype(np.float32) / 255.0, widths

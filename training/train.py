@@ -23,7 +23,7 @@ from omr.vocab import Vocabulary
 
 from . import checkpoint
 from .augment import AugmentOptions, augment
-from .dataset import Sample, bucket_batches, collate, png_width, read_folder
+from .dataset import Sample, bucket_batches, collate, collate_ink, png_width, read_folder
 from .metrics import ctc_greedy, score
 from .model import PRESETS, CRNNConfig, build, output_lengths, transfer
 
@@ -75,21 +75,17 @@ class TrainSet(torch.utils.data.Dataset):
 
 
 def collate_train(items, max_width: int):
-    """A batch of ink as uint8 (255 - grey, 0 = paper): a quarter of float32's bytes to pass
-    between processes and to the GPU; `as_input` makes it the models' float scale there."""
+    """uint8 batches (dataset.collate_ink); `as_input` brings them to the models' scale on the
+    device, so a quarter of the bytes cross from the loader's processes and to the GPU."""
     images, labels = zip(*items)
-    widths = np.array([im.shape[1] for im in images], np.int64)
-    w = min(int(widths.max()), max_width)
-    batch = np.zeros((len(images), 1, images[0].shape[0], w), np.uint8)
-    for i, im in enumerate(images):
-        batch[i, 0, :, :min(w, im.shape[1])] = 255 - im[:, :w]
+    batch, widths = collate_ink(list(images), max_width)
     targets = torch.tensor([t for lab in labels for t in lab], dtype=torch.long)
     target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
-    return torch.from_numpy(batch), torch.from_numpy(np.minimum(widths, w)), targets, target_lengths
+    return torch.from_numpy(batch), torch.from_numpy(widths), targets, target_lengths
 
 
 def as_input(ink: torch.Tensor) -> torch.Tensor:
-    """uint8 ink to dataset.to_input's scale (ink = 1, paper = 0), bit for bit."""
+    """uint8 ink to dataset.collate's float scale (ink = 1, paper = 0), bit for bit."""
     return ink.float().div_(255.0)
 
 
@@ -122,6 +118,8 @@ class EpochBatches(torch.utils.data.Sampler):
             for b in batches[k:]:
                 yield [(epoch, i, self.samples[i]) for i in b]
             epoch, k = epoch + 1, 0
+            if self.refresh and not batches:  # not one full batch yet: let omr-synth write
+                time.sleep(1.0)
             if self.refresh and time.time() - self.refreshed >= self.refresh_s:
                 self._use(self.refresh())
                 self.refreshed = time.time()
@@ -192,6 +190,9 @@ def train(opt: TrainOptions) -> Path:
     vocab, cfg = _vocab_and_config(opt, ckpt, init, train_set + val_set)
     # Validation labels with tokens the vocabulary lacks cannot be predicted; keep them anyway.
     train_set = _known(train_set, vocab)
+    if len(train_set) < opt.batch_size * world and not opt.grow:
+        raise click.ClickException(f"{len(train_set)} training staves under {opt.data}: "
+                                   f"fewer than one batch of {opt.batch_size * world}")
     model = build(cfg).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
@@ -443,11 +444,13 @@ def plot_curves(logs: list[tuple[Path, int]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for log, start in logs:
+    # The default cycle repeats after ten colours; a long chain of runs needs more.
+    colours = plt.get_cmap("tab10" if len(logs) <= 10 else "tab20").colors
+    for k, (log, start) in enumerate(logs):
         seen, loss, ser = read_curve(log, start)
-        label = log.stem.replace("-log", "")
-        a.plot([x / 1000 for x in seen], loss, label=label)
-        b.plot([x / 1000 for x in seen], [100 * x for x in ser], label=label)
+        style = {"label": log.stem.replace("-log", ""), "color": colours[k % len(colours)]}
+        a.plot([x / 1000 for x in seen], loss, **style)
+        b.plot([x / 1000 for x in seen], [100 * x for x in ser], **style)
     a.set(xlabel="staves seen (thousands)", ylabel="CTC loss", yscale="log", title="training loss")
     b.set(xlabel="staves seen (thousands)", ylabel="validation SER (%)", yscale="log",
           title="validation symbol error rate (clean synthetic)")
