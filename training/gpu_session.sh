@@ -4,9 +4,11 @@
 # logs into $OUT. Tried on the CPU first with small settings.
 #   GEN_SECONDS, TRAIN_MINUTES, GEN_WORKERS, LOADER_WORKERS: time and core budget.
 #   RUNS: "preset:batch:lr:init ..." (init: a checkpoint to start from, or empty).
-#     The first session trained crnn-lite and crnn-paper from scratch; the next should go on
-#     with the shipped lite model and try the faster edge variant:
-#     RUNS="crnn-lite:64:6e-4:models/crnn.pt crnn-edge:64:2e-3:models/crnn.pt"
+#     The first session trained crnn-lite and crnn-paper from scratch; the second and third
+#     went on with the shipped lite model (commands in models/README.md). The third's recipe,
+#     with a seed no session has used yet (0-4 are taken):
+#     GROW=1 GEN_SECONDS=45 TRAIN_MINUTES=7.3 GEN_WORKERS=16 LOADER_WORKERS=12 SEED=5 \
+#       EVAL_SAMPLES=300 RUNS="crnn-lite:128:3e-4:models/crnn.pt" bash training/gpu_session.sh
 #   WARMUP, EVAL_SAMPLES: omr-train's --warmup and --eval-samples (300, 500).
 #   SEED: the dataset's seed; a session that continues a model engraves a set it has not seen.
 #   REQUIRE_CUDA=1: stop at once, not train on the CPU, when the GPU is not visible.

@@ -7,7 +7,7 @@ layer over the vocabulary plus the CTC blank. Only the `CRNNConfig` differs.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -108,9 +108,6 @@ def build(cfg: CRNNConfig) -> CRNN:
 
 def output_lengths(widths: torch.Tensor, cfg: CRNNConfig) -> torch.Tensor:
     return torch.div(widths, cfg.width_stride, rounding_mode="floor")
-
-
-_ = field  # dataclasses.field kept for presets that grow list fields
 
 
 def transfer(src: CRNN, dst: CRNN) -> list[str]:
