@@ -39,6 +39,7 @@ class Decoded:
     tokens: list[str]
     confidence: float
     corrections: int = 0  # tokens the metre check replaced
+    clef_confidence: float = 1.0  # the first clef's probability at its frames (1.0: none read)
 
 
 def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
@@ -70,12 +71,25 @@ def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = Decode
     """Tokens of one staff from its log-probabilities [T, C] (valid frames only)."""
     ids, spans, confidence = _best_path(log_probs)
     tokens = vocab.decode(ids)
+    clef = _clef_confidence(log_probs, ids, spans, tokens)
     if not opt.metre or not tokens:
-        return Decoded(tokens, confidence)
+        return Decoded(tokens, confidence, 0, clef)
     alts = RunnerUps(log_probs, ids, spans, vocab, opt)
     fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
     changed = sum(a != b for a, b in zip(tokens, fixed))
-    return Decoded(fixed, confidence, changed)
+    return Decoded(fixed, confidence, changed, clef)
+
+
+def _clef_confidence(log_probs: np.ndarray, ids: list[int], spans: np.ndarray,
+                     tokens: list[str]) -> float:
+    """Every pitch after a clef is read through it, so a doubtful clef puts the whole staff in
+    doubt: a clef smeared or cut off by the photo is read with a low probability, where a
+    visible one reads above 0.99."""
+    for i, token in enumerate(tokens):
+        if token.startswith("clef-"):
+            start, end = spans[i]
+            return float(np.exp(log_probs[start:end, ids[i]].max()))
+    return 1.0
 
 
 class RunnerUps:

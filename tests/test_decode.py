@@ -111,3 +111,15 @@ def test_the_metre_check_only_swaps_tokens_for_runner_ups(seed, length):
     got = decode(lp, vocab, DecodeOptions(max_cost=50, max_duration_cost=50))
     assert len(got.tokens) == len(best)
     assert got.corrections == sum(a != b for a, b in zip(best, got.tokens))
+
+
+def test_clef_confidence_is_the_clefs_probability_at_its_frames():
+    read = ["clef-C3", "timeSignature-C/", H, "barline", H]
+    vocab = vocab_for(read, ["clef-G2"])
+    # The runner-up G2 one nat below C3 at the clef's frame: p(C3) = e / (e + 1) there.
+    doubtful = decode(frames(read, vocab, {0: ("clef-G2", 1.0)}), vocab)
+    sure = decode(frames(read, vocab, {}), vocab, DecodeOptions(metre=False))
+    assert doubtful.tokens[0] == "clef-C3"
+    assert abs(doubtful.clef_confidence - np.e / (np.e + 1)) < 1e-3
+    assert sure.clef_confidence > 0.99
+    assert decode(frames(read[1:], vocab, {}), vocab).clef_confidence == 1.0  # no clef read

@@ -47,3 +47,25 @@ def test_midi_is_written_readable_like_any_other_file(tmp_path):
 
     notes = [m for m in mido.MidiFile(target).tracks[0] if m.type == "note_on" and m.velocity]
     assert len(notes) > 60
+
+
+def test_an_erased_clef_is_flagged_and_a_printed_one_is_not():
+    import warnings
+
+    import cv2
+    from omr import Recognizer
+    from omr.staves import detect_staves
+
+    page = cv2.imread(str(PAGE), cv2.IMREAD_GRAYSCALE)
+    erased = page.copy()
+    for staff in detect_staves(page):
+        x0, y0, x1, y1 = staff.bbox
+        erased[y0:y1, x0:x0 + (x1 - x0) // 30] = 255  # the clef, as a photo's edge cuts it off
+    rec = Recognizer()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        intact = rec.read_array(page)
+        assert not caught and all(s.clef_confidence > 0.99 for s in intact.staves)
+        damaged = rec.read_array(erased)
+    assert len(caught) >= len(damaged.staves) // 2
+    assert all("clef read as" in str(w.message) for w in caught)
