@@ -74,6 +74,21 @@ def test_a_growing_folder_reaches_the_loader_between_epochs(data):
     assert set(seen) <= {s.id for s in later} and set(seen) - {s.id for s in first}
 
 
+def test_staves_missing_from_the_manifest_are_read_from_their_own_json(data, tmp_path):
+    from omr_train.dataset import read_folder
+
+    copy = tmp_path / "synth"
+    shutil.copytree(data, copy)
+    lines = (copy / "manifest.jsonl").read_text().splitlines()
+    # omr-synth resumed into a finished folder: the old manifest knows only the first staves
+    (copy / "manifest.jsonl").write_text("\n".join(lines[:10]) + "\n")
+    def seen(root, split):
+        return [(x.id, x.split, x.font, x.tokens) for x in read_folder(root, split=split)]
+
+    for split in ("train", "val", "test"):
+        assert seen(copy, split) == seen(data, split) and seen(data, split)
+
+
 def test_uint8_batches_are_the_float_inputs_bit_for_bit(data):
     import cv2
     import numpy as np

@@ -55,7 +55,7 @@ def read_folder(root: Path, variant: str = "clean", split: str | None = None) ->
         img = _image_for(sem, variant)
         if img is None:
             continue
-        s, font = manifest.get(sem.stem, ("", ""))
+        s, font = manifest.get(sem.stem) or _own_entry(sem)
         if split is not None and s != split:
             continue
         out.append(Sample(sem.stem, img, read_tokens(sem), s, font))
@@ -63,13 +63,22 @@ def read_folder(root: Path, variant: str = "clean", split: str | None = None) ->
 
 
 def _manifest(root: Path) -> dict[str, tuple[str, str]]:
-    """Synthetic data: id -> (split, font)."""
+    """Synthetic data: id -> (split, font), from the manifest omr-synth writes when it ends."""
     m = root / "manifest.jsonl"
-    if m.exists():
-        rows = (json.loads(line) for line in m.open())
-    else:  # a dataset still being written: each finished sample has its own ID/ID.json
-        rows = (json.loads(p.read_text()) for p in root.glob("*/*.json"))
-    return {row["id"]: (row.get("split", ""), row.get("style", {}).get("font", "")) for row in rows}
+    if not m.exists():
+        return {}
+    return dict(_entry(json.loads(line)) for line in m.open())
+
+
+def _own_entry(semantic: Path) -> tuple[str, str]:
+    """A staff the manifest lacks (omr-synth still writing, or resumed after the manifest was
+    written): its own ID.json, written last, once the staff is complete."""
+    meta = semantic.with_suffix(".json")
+    return _entry(json.loads(meta.read_text()))[1] if meta.exists() else ("", "")
+
+
+def _entry(row: dict) -> tuple[str, tuple[str, str]]:
+    return row["id"], (row.get("split", ""), row.get("style", {}).get("font", ""))
 
 
 def png_width(path: Path) -> int:
