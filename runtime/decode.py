@@ -39,7 +39,8 @@ class Decoded:
     tokens: list[str]
     confidence: float
     corrections: int = 0  # tokens the metre check replaced
-    clef_confidence: float = 1.0  # the first clef's probability at its frames (1.0: none read)
+    clef: str = ""  # the first clef read ("" if none)
+    clef_confidence: float = 1.0  # its probability at its frames (1.0: none read)
 
 
 def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
@@ -71,25 +72,25 @@ def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = Decode
     """Tokens of one staff from its log-probabilities [T, C] (valid frames only)."""
     ids, spans, confidence = _best_path(log_probs)
     tokens = vocab.decode(ids)
-    clef = _clef_confidence(log_probs, ids, spans, tokens)
+    clef = _first_clef(log_probs, ids, spans, tokens)
     if not opt.metre or not tokens:
-        return Decoded(tokens, confidence, 0, clef)
+        return Decoded(tokens, confidence, 0, *clef)
     alts = RunnerUps(log_probs, ids, spans, vocab, opt)
     fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
     changed = sum(a != b for a, b in zip(tokens, fixed))
-    return Decoded(fixed, confidence, changed, clef)
+    return Decoded(fixed, confidence, changed, *clef)
 
 
-def _clef_confidence(log_probs: np.ndarray, ids: list[int], spans: np.ndarray,
-                     tokens: list[str]) -> float:
-    """Every pitch after a clef is read through it, so a doubtful clef puts the whole staff in
-    doubt: a clef smeared or cut off by the photo is read with a low probability, where a
-    visible one reads above 0.99."""
+def _first_clef(log_probs: np.ndarray, ids: list[int], spans: np.ndarray,
+                tokens: list[str]) -> tuple[str, float]:
+    """The first clef and its probability at its frames. Every pitch after a clef is read
+    through it, so a doubtful clef puts the whole staff in doubt: a clef smeared or cut off by
+    the photo is read with a low probability, where a visible one reads above 0.99."""
     for i, token in enumerate(tokens):
         if token.startswith("clef-"):
             start, end = spans[i]
-            return float(np.exp(log_probs[start:end, ids[i]].max()))
-    return 1.0
+            return token, float(np.exp(log_probs[start:end, ids[i]].max()))
+    return "", 1.0
 
 
 class RunnerUps:

@@ -129,8 +129,7 @@ class Recognizer:
             tokens = semantic.repair(read.tokens, open_end=True)
             staves.append(Staff(box, tuple(tokens), read.confidence, read.clef_confidence))
             if read.clef_confidence < CLEF_DOUBT:
-                clef = next(t for t in read.tokens if t.startswith("clef-"))
-                warnings.warn(f"staff {k}: clef read as {clef} with only "
+                warnings.warn(f"staff {k}: clef read as {read.clef} with only "
                               f"{read.clef_confidence:.0%} confidence; if it is wrong, every "
                               f"pitch on that staff is off", stacklevel=2)
         timings["decode"] = time.perf_counter() - clock
