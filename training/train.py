@@ -103,11 +103,15 @@ class EpochBatches(torch.utils.data.Sampler):
         self.bs, self.seed, self.start = batch_size, seed, start
         self.rank, self.world = rank, world
         self.refresh, self.refresh_s, self.refreshed = refresh, refresh_s, time.time()
+        self._width: dict[Path, int] = {}  # a refresh opens only the staves it has not seen
         self._use(samples)
 
     def _use(self, samples: list[Sample]) -> None:
         self.samples = samples
-        self.widths = [png_width(s.image) for s in samples]
+        for s in samples:
+            if s.image not in self._width:
+                self._width[s.image] = png_width(s.image)
+        self.widths = [self._width[s.image] for s in samples]
         self.per_epoch = max(1, len(samples) // self.bs // self.world)
 
     def __iter__(self):
