@@ -15,7 +15,8 @@ def draw_preview(gray: np.ndarray, score: Score) -> np.ndarray:
     """The page in colour with each staff's box, number, confidence and tokens."""
     page = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     scale = max(1.0, page.shape[1] / 1600.0)  # text stays legible on large photos
-    for k, staff in enumerate(score.staves):
+    # Numbered from 1, as omr-run's warnings number them.
+    for k, staff in enumerate(score.staves, 1):
         x0, y0, x1, y1 = staff.bbox
         colour = (0, 160, 0) if staff.confidence >= 0.8 else (0, 0, 220)
         cv2.rectangle(page, (x0, y0), (x1, y1), colour, max(1, int(2 * scale)))

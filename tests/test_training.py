@@ -89,6 +89,30 @@ def test_staves_missing_from_the_manifest_are_read_from_their_own_json(data, tmp
         assert seen(copy, split) == seen(data, split) and seen(data, split)
 
 
+def test_a_folder_read_again_lists_only_what_is_new(data, tmp_path):
+    from omr_train.dataset import read_folder
+
+    copy = tmp_path / "synth"
+    shutil.copytree(data, copy)
+    (copy / "manifest.jsonl").unlink()  # omr-synth still writing: no manifest yet
+    staves = sorted(p for p in copy.iterdir() if p.is_dir())
+    # the last staff is half written: its image and labels are there, its ID.json not yet
+    meta = staves[-1] / f"{staves[-1].name}.json"
+    held = meta.read_bytes()
+    meta.unlink()
+    seen: dict = {}
+    first = read_folder(copy, seen=seen)
+    assert len(seen) == len(staves) - 1 and not next(s for s in first if s.id == staves[-1].name).split
+    # Staves read complete are taken from `seen`, not the disk: it no longer opens them.
+    gone = staves[0] / f"{staves[0].name}.semantic"
+    gone.rename(gone.with_suffix(".moved"))
+    meta.write_bytes(held)
+    again = read_folder(copy, seen=seen)
+    assert len(seen) == len(staves)
+    assert [(s.id, s.split, s.tokens) for s in again] == \
+        [(s.id, s.split, s.tokens) for s in read_folder(data)]
+
+
 def test_uint8_batches_are_the_float_inputs_bit_for_bit(data):
     import cv2
     import numpy as np
@@ -169,6 +193,19 @@ def test_omr_eval_scores_a_checkpoint_per_font(data, tmp_path):
         assert len(rows["staves"]) == 12 and rows["options"]["metre"] == (not extra)
         fonts = {r["font"] for r in rows["staves"]}
         assert "" not in fonts and all(f"  {f}" in result.output for f in fonts)
+        assert "95% interval" in result.output
+
+
+def test_omr_eval_against_the_same_model_finds_no_difference(data, tmp_path):
+    from omr_train.evaluate import main as eval_main
+
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=4, eval_every=4, **TINY))
+    model = str(run / "last.pt")
+    result = CliRunner().invoke(eval_main, [model, str(data), "--split", "train", "--limit", "8",
+                                            "--against", model])
+    assert result.exit_code == 0, result.output
+    assert "difference +0.00 points" in result.output and "not told apart" in result.output
 
 
 def test_omr_eval_refuses_a_file_that_is_not_a_model(data, tmp_path):

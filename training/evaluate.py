@@ -19,7 +19,7 @@ from omr.decode import DecodeOptions, decode
 
 from .augment import AugmentOptions, augment
 from .dataset import Sample, collate, read_folder
-from .metrics import Score, error_summary, score
+from .metrics import Score, error_summary, score_counts, ser_interval, staff_edits
 from .synth.engrave import HELD_OUT_FONT
 
 
@@ -96,13 +96,17 @@ def model_view(sample: Sample, height: int, synthetic: bool, opt: EvalOptions, i
         return normalize_staff_crop(gray, height)
 
 
-def by_font(rows: list[dict], drop_tie: bool = False) -> dict[str, Score]:
+def by_font(rows: list[dict]) -> dict[str, Score]:
     """Scores per engraving font: the held-out font measures generalisation."""
     groups: dict[str, list] = {}
     for r in rows:
         if r["font"]:
-            groups.setdefault(r["font"], []).append((r["prediction"], r["reference"]))
-    return {k: score(v, drop_tie) for k, v in sorted(groups.items())}
+            groups.setdefault(r["font"], []).append(counts(r))
+    return {k: score_counts(v) for k, v in sorted(groups.items())}
+
+
+def counts(row: dict) -> tuple[int, int]:
+    return row["edits"], row["tokens"]
 
 
 def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score, list[dict]]:
@@ -112,18 +116,17 @@ def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score,
         samples = samples[:opt.limit]
     if not samples:
         raise click.ClickException(f"no labelled staves found under {root}")
-    rows, pairs = [], []
+    rows = []
     for k in range(0, len(samples), opt.batch_size):
         chunk = samples[k:k + opt.batch_size]
         crops = [model_view(s, model.height, synthetic, opt, k + j) for j, s in enumerate(chunk)]
         for s, pred in zip(chunk, model.decode(crops)):
-            pairs.append((pred, s.tokens))
-            one = score([(pred, s.tokens)], opt.drop_tie)
-            rows.append({"id": s.id, "ser": one.ser, "prediction": pred,
-                         "reference": list(s.tokens), "font": s.font})
+            edits, tokens = staff_edits(pred, s.tokens, opt.drop_tie)
+            rows.append({"id": s.id, "ser": edits / max(tokens, 1), "edits": edits, "tokens": tokens,
+                         "prediction": pred, "reference": list(s.tokens), "font": s.font})
         if progress:
             progress(len(chunk))
-    return score(pairs, opt.drop_tie), rows
+    return score_counts([counts(r) for r in rows]), rows
 
 
 @click.command()
@@ -142,24 +145,24 @@ def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score,
               help="Also list the N commonest kinds of error and exact confusions.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write per-staff results here.")
+@click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A second model, read on the same staves: is the difference more than the "
+                   "test set's noise?")
 def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: float,
-         drop_tie: bool, limit: int, seed: int, greedy: bool, top: int, json_out: Path | None) -> None:
+         drop_tie: bool, limit: int, seed: int, greedy: bool, top: int, json_out: Path | None,
+         against: Path | None) -> None:
     """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
-    from rich.progress import Progress
-
     opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit,
                       seed, metre=not greedy)
-    try:
-        model = load_any(model_path, DecodeOptions(metre=opt.metre))
-    except (ValueError, RuntimeError) as e:
-        raise click.ClickException(str(e).splitlines()[0]) from None
-    with Progress(transient=True) as bar:
-        task = bar.add_task("evaluating", total=None)
-        result, rows = evaluate(model, folder, opt, lambda n: bar.advance(task, n))
+    result, rows = _run(model_path, folder, opt)
     click.echo(f"{folder}: {result}")
-    for font, sc in by_font(rows, drop_tie).items():
+    click.echo(f"  {ser_interval([counts(r) for r in rows])} (staves resampled)")
+    for font, sc in by_font(rows).items():
         held = " (held out of training)" if font == HELD_OUT_FONT else ""
         click.echo(f"  {font:10s} SER {100 * sc.ser:5.2f}%  ({sc.staves} staves){held}")
+    if against:
+        other, their_rows = _run(against, folder, opt)
+        click.echo(compare_report(against, other, rows, their_rows))
     if not (top or json_out):
         return
     kinds, confusions = error_summary(((r["prediction"], r["reference"]) for r in rows), drop_tie)
@@ -169,6 +172,28 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
         json_out.write_text(json.dumps({"score": asdict(result), "options": asdict(opt),
                                         "errors": dict(kinds.most_common()), "staves": rows},
                                        indent=1))
+
+
+def _run(model_path: Path, folder: Path, opt: EvalOptions) -> tuple[Score, list[dict]]:
+    from rich.progress import Progress
+
+    try:
+        model = load_any(model_path, DecodeOptions(metre=opt.metre))
+    except (ValueError, RuntimeError) as e:
+        raise click.ClickException(str(e).splitlines()[0]) from None
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"reading with {model_path.name}", total=None)
+        return evaluate(model, folder, opt, lambda n: bar.advance(task, n))
+
+
+def compare_report(against: Path, other: Score, rows: list[dict], their_rows: list[dict]) -> str:
+    """The second model's score and the paired difference, in SER points."""
+    gap = ser_interval([counts(r) for r in rows], [counts(r) for r in their_rows])
+    mine = score_counts([counts(r) for r in rows]).ser
+    verdict = "lower" if gap.high < 0 else "higher" if gap.low > 0 else "not told apart"
+    return (f"against {against}: {other}\n"
+            f"  difference {100 * (mine - other.ser):+.2f} points, {100 * gap.level:.0f}% interval "
+            f"{100 * gap.low:+.2f} to {100 * gap.high:+.2f}: {verdict}")
 
 
 def error_report(kinds, confusions, top: int) -> str:

@@ -43,15 +43,55 @@ class Score:
 
 def score(pairs: Iterable[tuple[Sequence[str], Sequence[str]]], drop_tie: bool = False) -> Score:
     """pairs: (prediction, reference) token sequences."""
-    dist = toks = wrong = n = 0
-    for pred, ref in pairs:
-        p, r = normalise(pred, drop_tie), normalise(ref, drop_tie)
-        d = edit_distance(p, r)
-        dist += d
-        toks += len(r)
-        wrong += d > 0
-        n += 1
-    return Score(dist / max(toks, 1), wrong / max(n, 1), n, toks)
+    return score_counts([staff_edits(pred, ref, drop_tie) for pred, ref in pairs])
+
+
+def staff_edits(pred: Sequence[str], ref: Sequence[str], drop_tie: bool = False) -> tuple[int, int]:
+    """(edit distance, reference tokens) of one staff, as the SER counts them."""
+    r = normalise(ref, drop_tie)
+    return edit_distance(normalise(pred, drop_tie), r), len(r)
+
+
+def score_counts(counts: Sequence[tuple[int, int]]) -> Score:
+    dist = sum(d for d, _ in counts)
+    toks = sum(n for _, n in counts)
+    wrong = sum(d > 0 for d, _ in counts)
+    return Score(dist / max(toks, 1), wrong / max(len(counts), 1), len(counts), toks)
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    level: float
+
+    def __str__(self) -> str:
+        return f"{100 * self.level:.0f}% interval {100 * self.low:.2f}-{100 * self.high:.2f}%"
+
+
+def ser_interval(counts: Sequence[tuple[int, int]], other: Sequence[tuple[int, int]] | None = None,
+                 level: float = 0.95, draws: int = 2000, seed: int = 0) -> Interval:
+    """Bootstrap interval of the SER over staves, or of SER - other's SER on the same staves.
+
+    Errors cluster: one misread clef spoils a whole staff. So the unit resampled is the staff,
+    not the token, and a difference between two models is resampled in pairs: both models'
+    edits on the same drawn staves. A paired interval that holds 0 says the test set cannot
+    tell the two apart.
+    """
+    edits, tokens = np.array(counts, float).reshape(-1, 2).T
+    if other is not None:
+        theirs, their_tokens = np.array(other, float).reshape(-1, 2).T
+        if len(theirs) != len(edits) or (their_tokens != tokens).any():
+            raise ValueError("a paired interval needs both models scored on the same staves")
+    if not len(edits):
+        return Interval(0.0, 0.0, level)
+    draw = np.random.default_rng(seed).integers(0, len(edits), (draws, len(edits)))
+    total = np.maximum(tokens[draw].sum(axis=1), 1)
+    sers = edits[draw].sum(axis=1) / total
+    if other is not None:
+        sers -= theirs[draw].sum(axis=1) / total
+    low, high = np.quantile(sers, [(1 - level) / 2, (1 + level) / 2])
+    return Interval(float(low), float(high), level)
 
 
 @dataclass(frozen=True)

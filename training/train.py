@@ -185,8 +185,10 @@ def train(opt: TrainOptions) -> Path:
     out = Path(opt.out)
     last, best = out / "last.pt", out / "best.pt"
 
-    train_set = read_folder(Path(opt.data), split="train")
-    val_set = read_folder(Path(opt.data), split="val")[:opt.eval_samples]
+    seen: dict = {}  # one listing of the folder, kept for --grow's refreshes
+    every = read_folder(Path(opt.data), seen=seen)
+    train_set = [s for s in every if s.split == "train"]
+    val_set = [s for s in every if s.split == "val"][:opt.eval_samples]
     if not train_set:
         raise click.ClickException(f"no training samples (split 'train') under {opt.data}")
     ckpt = checkpoint.load(last) if opt.resume and last.exists() else None
@@ -212,7 +214,8 @@ def train(opt: TrainOptions) -> Path:
 
     camera = AugmentOptions(strength=opt.augment, p_damaged_start=opt.damaged_start)
     data = TrainSet(vocab, cfg.input_height, camera, opt.seed)
-    refresh = (lambda: _known(read_folder(Path(opt.data), split="train"), vocab)) if opt.grow else None
+    refresh = (lambda: _known(read_folder(Path(opt.data), split="train", seen=seen), vocab)) \
+        if opt.grow else None
     batches = EpochBatches(train_set, opt.batch_size, opt.seed, step, rank, world, refresh)
     loader = _loader(opt, data, batches, device)
     # bf16 autocast: on CUDA, and on CPUs with native bf16 (1.5x faster on this box's AVX512-BF16).
