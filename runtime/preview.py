@@ -21,7 +21,7 @@ def draw_preview(gray: np.ndarray, score: Score) -> np.ndarray:
         colour = (0, 160, 0) if staff.confidence >= 0.8 else (0, 0, 220)
         cv2.rectangle(page, (x0, y0), (x1, y1), colour, max(1, int(2 * scale)))
         label = f"{k}: {staff.confidence:.2f}  " + " ".join(_short(t) for t in staff.tokens)
-        _text(page, label[:200], (x0, y1 + int(14 * scale)), 0.45 * scale, colour)
+        _text(page, label, (x0, y1 + int(14 * scale)), 0.45 * scale, colour)
     return page
 
 
@@ -56,7 +56,22 @@ def _text(page: np.ndarray, text: str, origin: tuple[int, int], size: float,
     x, y = origin
     y = min(max(y, 12), page.shape[0] - 4)
     thickness = max(1, int(size * 2))
+    text = _fit(text, page.shape[1] - x - 4, size, thickness)
     cv2.putText(page, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255),
                 thickness + 2, cv2.LINE_AA)
     cv2.putText(page, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thickness,
                 cv2.LINE_AA)
+
+
+def _fit(text: str, width: int, size: float, thickness: int) -> str:
+    """The longest start of `text` that fits `width` pixels, ending in "..." when cut."""
+    def wide(t: str) -> int:
+        return cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, size, thickness + 2)[0][0]
+
+    if wide(text) <= width:
+        return text
+    lo, hi = 0, len(text)  # text[:lo] + "..." fits; text[:hi] + "..." does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if wide(text[:mid] + "...") <= width else (lo, mid)
+    return text[:lo].rstrip() + "..."

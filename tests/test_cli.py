@@ -106,6 +106,16 @@ def test_preview_draws_over_the_page(tmp_path, page_png, tiny_model):
     assert drawn.shape[:2] == cv2.imread(str(page_png)).shape[:2] and drawn.ndim == 3
 
 
+def test_preview_labels_are_cut_at_the_page_edge():
+    from omr.preview import _fit as fit
+
+    label = "1: 0.97  " + " ".join(["C#4/16"] * 300)
+    cut = fit(label, 500, 0.45, 1)
+    assert cut.endswith("...") and label.startswith(cut[:-3])
+    assert cv2.getTextSize(cut, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 3)[0][0] <= 500
+    assert fit("1: 0.97  C4/4", 500, 0.45, 1) == "1: 0.97  C4/4"
+
+
 def test_preview_labels_every_duration_the_same_way():
     from omr.preview import _short
 
