@@ -38,8 +38,8 @@ def read_folder(root: Path, variant: str = "clean", split: str | None = None,
 
     variant: "clean" takes ID.png (or .jpg); "distorted" takes Camera-PrIMuS's ID_distorted.jpg.
     split: keep only samples whose manifest entry has this split (synthetic data only).
-    seen: a dict the caller keeps between calls on a folder that grows (`omr-train --grow`):
-    a staff's folder, once read complete, is neither listed nor read again.
+    seen: a dict the caller keeps between calls on one folder and variant that grows
+    (`omr-train --grow`): a staff's folder, once read complete, is neither listed nor read again.
     """
     root = Path(root)
     seen = {} if seen is None else seen

@@ -109,13 +109,19 @@ def counts(row: dict) -> tuple[int, int]:
     return row["edits"], row["tokens"]
 
 
-def evaluate(model, root: Path, opt: EvalOptions, progress=None) -> tuple[Score, list[dict]]:
+def staves_of(root: Path, opt: EvalOptions) -> tuple[list[Sample], bool]:
+    """The staves to score, and whether they are synthetic (cropped as training crops them)."""
     synthetic = is_synthetic(root)
     samples = read_folder(root, opt.variant, opt.split if synthetic else None)
     if opt.limit:
         samples = samples[:opt.limit]
     if not samples:
         raise click.ClickException(f"no labelled staves found under {root}")
+    return samples, synthetic
+
+
+def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
+             progress=None) -> tuple[Score, list[dict]]:
     rows = []
     for k in range(0, len(samples), opt.batch_size):
         chunk = samples[k:k + opt.batch_size]
@@ -154,15 +160,18 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
     """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
     opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit,
                       seed, metre=not greedy)
-    result, rows = _run(model_path, folder, opt)
+    model = _load(model_path, opt)
+    other = _load(against, opt) if against else None  # a bad file fails before the long read
+    samples, synthetic = staves_of(folder, opt)  # read once, for both models
+    result, rows = _read(model, model_path, samples, synthetic, opt)
     click.echo(f"{folder}: {result}")
     click.echo(f"  {ser_interval([counts(r) for r in rows])} (staves resampled)")
     for font, sc in by_font(rows).items():
         held = " (held out of training)" if font == HELD_OUT_FONT else ""
         click.echo(f"  {font:10s} SER {100 * sc.ser:5.2f}%  ({sc.staves} staves){held}")
-    if against:
-        other, their_rows = _run(against, folder, opt)
-        click.echo(compare_report(against, other, rows, their_rows))
+    if other:
+        theirs, their_rows = _read(other, against, samples, synthetic, opt)
+        click.echo(compare_report(against, result, theirs, rows, their_rows))
     if not (top or json_out):
         return
     kinds, confusions = error_summary(((r["prediction"], r["reference"]) for r in rows), drop_tie)
@@ -174,25 +183,29 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
                                        indent=1))
 
 
-def _run(model_path: Path, folder: Path, opt: EvalOptions) -> tuple[Score, list[dict]]:
-    from rich.progress import Progress
-
+def _load(model_path: Path, opt: EvalOptions):
     try:
-        model = load_any(model_path, DecodeOptions(metre=opt.metre))
+        return load_any(model_path, DecodeOptions(metre=opt.metre))
     except (ValueError, RuntimeError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
+
+
+def _read(model, model_path: Path, samples: list[Sample], synthetic: bool,
+          opt: EvalOptions) -> tuple[Score, list[dict]]:
+    from rich.progress import Progress
+
     with Progress(transient=True) as bar:
         task = bar.add_task(f"reading with {model_path.name}", total=None)
-        return evaluate(model, folder, opt, lambda n: bar.advance(task, n))
+        return evaluate(model, samples, synthetic, opt, lambda n: bar.advance(task, n))
 
 
-def compare_report(against: Path, other: Score, rows: list[dict], their_rows: list[dict]) -> str:
+def compare_report(against: Path, mine: Score, other: Score, rows: list[dict],
+                   their_rows: list[dict]) -> str:
     """The second model's score and the paired difference, in SER points."""
     gap = ser_interval([counts(r) for r in rows], [counts(r) for r in their_rows])
-    mine = score_counts([counts(r) for r in rows]).ser
     verdict = "lower" if gap.high < 0 else "higher" if gap.low > 0 else "not told apart"
     return (f"against {against}: {other}\n"
-            f"  difference {100 * (mine - other.ser):+.2f} points, {100 * gap.level:.0f}% interval "
+            f"  difference {100 * (mine.ser - other.ser):+.2f} points, {100 * gap.level:.0f}% interval "
             f"{100 * gap.low:+.2f} to {100 * gap.high:+.2f}: {verdict}")
 
 
