@@ -85,7 +85,7 @@ def _first_clef(log_probs: np.ndarray, ids: list[int], spans: np.ndarray,
                 tokens: list[str]) -> tuple[str, float]:
     """The first clef and its probability at its frames. Every pitch after a clef is read
     through it, so a doubtful clef puts the whole staff in doubt: a clef smeared or cut off by
-    the photo is read with a low probability, where a visible one reads above 0.99."""
+    the photo is read with a low probability, where a visible one reads above 0.98."""
     for i, token in enumerate(tokens):
         if token.startswith("clef-"):
             start, end = spans[i]

@@ -19,9 +19,9 @@ from omr_train.synth.procedural import random_snippet
 EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
 
 
-def _synth(out: Path, count: int, seed: int = 3) -> None:
+def _synth(out: Path, count: int, seed: int = 3, *more: str) -> None:
     r = CliRunner().invoke(synth_main, ["--out", str(out), "--count", str(count), "--workers", "1",
-                                        "--seed", str(seed), "--no-corpus"])
+                                        "--seed", str(seed), "--no-corpus", *more])
     assert r.exit_code == 0, r.output
 
 
@@ -78,6 +78,17 @@ def test_reader_reads_our_layout_with_splits(tmp_path):
     assert len(every) == 30 and all(s.tokens[0].startswith("clef-") for s in every)
     train = read_folder(tmp_path, split="train")
     assert 0 < len(train) < 30 and all(s.split == "train" for s in train)
+
+
+def test_one_split_alone_is_that_split_of_the_whole_set(tmp_path):
+    whole, test = tmp_path / "whole", tmp_path / "test"
+    _synth(whole, 60)
+    _synth(test, 60, 3, "--split", "test")
+    want = read_folder(whole, split="test")
+    got = read_folder(test)
+    assert want and [(s.id, s.split, s.tokens) for s in got] == [(s.id, s.split, s.tokens) for s in want]
+    for a, b in zip(want, got):
+        assert a.image.read_bytes() == b.image.read_bytes()
 
 
 @pytest.mark.skipif(not (EVAL / "camera-primus").exists(), reason="../shared/eval absent")

@@ -74,6 +74,16 @@ def test_a_growing_folder_reaches_the_loader_between_epochs(data):
     assert set(seen) <= {s.id for s in later} and set(seen) - {s.id for s in first}
 
 
+def test_a_grow_run_reads_the_folder_again_at_each_epoch(data, tmp_path, capsys):
+    # The refresh closes over the training loop's listing of the folder; it once shared its
+    # name with a staff counter and failed at the first epoch's end, on the GPU.
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=24, eval_every=12, grow=True,
+                       grow_every_s=0, **TINY))
+    assert checkpoint.load(run / "last.pt")["step"] == 24
+    assert "epoch 2:" in capsys.readouterr().out
+
+
 def test_staves_missing_from_the_manifest_are_read_from_their_own_json(data, tmp_path):
     from omr_train.dataset import read_folder
 

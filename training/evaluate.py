@@ -192,9 +192,13 @@ def _load(model_path: Path, opt: EvalOptions):
 
 def _read(model, model_path: Path, samples: list[Sample], synthetic: bool,
           opt: EvalOptions) -> tuple[Score, list[dict]]:
+    from rich.console import Console
     from rich.progress import Progress
 
-    with Progress(transient=True) as bar:
+    # On stderr, and only on a terminal: stdout holds the report alone (rich left a blank line
+    # there where the bar had been).
+    console = Console(stderr=True)
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task(f"reading with {model_path.name}", total=None)
         return evaluate(model, samples, synthetic, opt, lambda n: bar.advance(task, n))
 

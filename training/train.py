@@ -46,6 +46,7 @@ class TrainOptions:
     augment: float = 1.0
     damaged_start: float = 0.0  # share of staves whose clef and key are cut, smeared or blotted
     grow: bool = False  # re-read the folder between epochs: omr-synth is still writing it
+    grow_every_s: float = 60.0  # at most this often (tests: 0, every epoch)
     seed: int = 0
     workers: int = 2
     threads: int = 2
@@ -216,7 +217,8 @@ def train(opt: TrainOptions) -> Path:
     data = TrainSet(vocab, cfg.input_height, camera, opt.seed)
     refresh = (lambda: _known(read_folder(Path(opt.data), split="train", seen=seen), vocab)) \
         if opt.grow else None
-    batches = EpochBatches(train_set, opt.batch_size, opt.seed, step, rank, world, refresh)
+    batches = EpochBatches(train_set, opt.batch_size, opt.seed, step, rank, world, refresh,
+                           opt.grow_every_s)
     loader = _loader(opt, data, batches, device)
     # bf16 autocast: on CUDA, and on CPUs with native bf16 (1.5x faster on this box's AVX512-BF16).
     use_amp = opt.amp and (device.type == "cuda" or cpu_has_bf16())
@@ -249,7 +251,7 @@ def train(opt: TrainOptions) -> Path:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=rank != 0)
     start_time = time.time() - elapsed
-    window, seen, t_window = [], 0, time.time()
+    window, counted, t_window = [], 0, time.time()
     with progress:
         task = progress.add_task(cfg.name, total=opt.steps, completed=step, info="")
         for images, wids, targets, tlens in loader:
@@ -280,8 +282,8 @@ def train(opt: TrainOptions) -> Path:
             step += 1
             elapsed = time.time() - start_time
             window.append(loss.item())
-            seen += images.shape[0] * world
-            rate = seen / max(time.time() - t_window, 1e-6)
+            counted += images.shape[0] * world
+            rate = counted / max(time.time() - t_window, 1e-6)
             if rank == 0:
                 progress.update(task, completed=step,
                                 info=f"loss {np.mean(window[-50:]):.3f}  val SER {state['best_ser']:.3f}  {rate:.0f} staves/s")
@@ -396,11 +398,13 @@ def main() -> None:
 @click.option("--lstm-hidden", default=0)
 @click.option("--stop-after", default=0, help="End this run at this global step; resume later.")
 @click.option("--grow", is_flag=True,
-              help="omr-synth is still writing DATA: take its new staves between epochs (at most once a minute).")
+              help="omr-synth is still writing DATA: take its new staves between epochs.")
+@click.option("--grow-every", default=TrainOptions.grow_every_s, show_default=True,
+              help="With --grow: read DATA again at most this often (seconds).")
 @click.option("--init", default="", help="Start from the weights of this checkpoint (fine-tuning).")
 def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_every, eval_samples,
          augment, damaged_start, seed, workers, threads, no_amp, fresh, channels, lstm_hidden,
-         stop_after, grow, init) -> None:
+         stop_after, grow, grow_every, init) -> None:
     """Train a CRNN on a PrIMuS-layout folder (resumes from OUT/last.pt)."""
     opt = TrainOptions(preset=preset, data=data, out=out, batch_size=batch_size, lr=lr, steps=steps,
                        max_minutes=max_minutes, warmup=warmup, eval_every=eval_every,
@@ -408,7 +412,8 @@ def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_eve
                        seed=seed, workers=workers,
                        threads=threads, amp=not no_amp, resume=not fresh,
                        channels=tuple(int(c) for c in channels.split(",") if c),
-                       lstm_hidden=lstm_hidden, stop_after=stop_after, init=init, grow=grow)
+                       lstm_hidden=lstm_hidden, stop_after=stop_after, init=init, grow=grow,
+                       grow_every_s=grow_every)
     best = train(opt)
     click.echo(f"best checkpoint: {best}")
 

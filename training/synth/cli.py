@@ -10,7 +10,15 @@ from pathlib import Path
 
 import click
 
-from .generate import SynthOptions, is_done, load_pools, make_sample, sample_id, write_sample
+from .generate import (
+    SynthOptions,
+    is_done,
+    load_pools,
+    make_sample,
+    sample_id,
+    sample_split,
+    write_sample,
+)
 
 _state: dict = {}
 
@@ -58,8 +66,11 @@ def write_manifest(out: Path, count: int) -> int:
 @click.option("--no-corpus", is_flag=True, help="Procedural melodies only (no music21 needed).")
 @click.option("--max-seconds", default=0.0, type=float,
               help="Stop after this long and keep what is written (a later run resumes).")
+@click.option("--split", "only", type=click.Choice(["train", "val", "test"]), default=None,
+              help="Engrave only this split's staves of the COUNT: the test split of a set, "
+                   "the same staves as in the whole set, in a twentieth of the time.")
 def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus: bool,
-         max_seconds: float) -> None:
+         max_seconds: float, only: str | None) -> None:
     """Engrave COUNT labelled staves into OUT (resumable; same seed, same dataset)."""
     from rich.progress import (
         BarColumn,
@@ -72,12 +83,13 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
     out.mkdir(parents=True, exist_ok=True)
     if not no_corpus:
         _ensure_cache(cache, workers)
-    todo = [i for i in range(count) if not is_done(out, i)]
+    wanted = [i for i in range(count) if only is None or sample_split(seed, i) == only]
+    todo = [i for i in wanted if not is_done(out, i)]
     failed = 0
     columns = (TextColumn("engraving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns) as bar, ProcessPoolExecutor(
             workers, initializer=_init, initargs=(str(cache) if not no_corpus else "/nonexistent", seed)) as pool:
-        task = bar.add_task("engraving", total=count, completed=count - len(todo))
+        task = bar.add_task("engraving", total=len(wanted), completed=len(wanted) - len(todo))
         start = time.monotonic()
         for index, err in pool.map(_job, [(str(out), i) for i in todo], chunksize=16):
             if err:
@@ -88,7 +100,7 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
                 pool.shutdown(wait=True, cancel_futures=True)
                 break
     n = write_manifest(out, count)
-    (out / "synth.json").write_text(json.dumps({"count": count, "seed": seed, "written": n}))
+    (out / "synth.json").write_text(json.dumps({"count": count, "seed": seed, "split": only, "written": n}))
     click.echo(f"{n} staves in {out} ({failed} skipped)")
 
 
