@@ -215,8 +215,10 @@ def train(opt: TrainOptions) -> Path:
 
     camera = AugmentOptions(strength=opt.augment, p_damaged_start=opt.damaged_start)
     data = TrainSet(vocab, cfg.input_height, camera, opt.seed)
-    refresh = (lambda: _known(read_folder(Path(opt.data), split="train", seen=seen), vocab)) \
-        if opt.grow else None
+    # The listing is bound here, not looked up when called: this function is long, and a later
+    # use of the name once turned it into a staff count under the loader's feet.
+    refresh = (lambda listing=seen: _known(read_folder(Path(opt.data), split="train", seen=listing),
+                                           vocab)) if opt.grow else None
     batches = EpochBatches(train_set, opt.batch_size, opt.seed, step, rank, world, refresh,
                            opt.grow_every_s)
     loader = _loader(opt, data, batches, device)

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .generate import (
+    SPLITS,
     SynthOptions,
     is_done,
     load_pools,
@@ -66,7 +67,7 @@ def write_manifest(out: Path, count: int) -> int:
 @click.option("--no-corpus", is_flag=True, help="Procedural melodies only (no music21 needed).")
 @click.option("--max-seconds", default=0.0, type=float,
               help="Stop after this long and keep what is written (a later run resumes).")
-@click.option("--split", "only", type=click.Choice(["train", "val", "test"]), default=None,
+@click.option("--split", "only", type=click.Choice([name for name, _ in SPLITS]), default=None,
               help="Engrave only this split's staves of the COUNT: the test split of a set, "
                    "the same staves as in the whole set, in a twentieth of the time.")
 def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus: bool,
