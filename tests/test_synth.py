@@ -109,7 +109,7 @@ def test_a_damaged_start_touches_only_the_clef_and_key(tmp_path):
     h, w = img.shape
     start = int(np.flatnonzero((img < 128).any(axis=0))[0])
     widths, changed = set(), 0
-    for seed in range(12):
+    for seed in range(24):
         out = _damaged_start(img, np.random.default_rng(seed), 1.0)
         assert out.shape[0] == h and out.dtype == np.uint8
         widths.add(out.shape[1])
@@ -117,4 +117,4 @@ def test_a_damaged_start_touches_only_the_clef_and_key(tmp_path):
         keep = start + h
         assert np.array_equal(out[:, out.shape[1] - (w - keep):], img[:, keep:])
         changed += out.shape[1] == w and not np.array_equal(out[:, start:start + 10], img[:, start:start + 10])
-    assert len(widths) > 1 and changed  # some cut off, some smeared or blotted
+    assert len(widths) > 1 and changed  # some cut off, some smeared, blotted or twisted

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One accelerator session, end to end: engrave a dataset on the machine's cores, then train
 # two CRNN runs side by side on the one GPU, time-boxed, and pack the slimmed checkpoints and
-# logs into $OUT. Tried on the CPU first with small settings.
+# logs into $OUT, every minute while they train and once at the end (a call killed at its
+# limit still brings back the best model so far). Tried on the CPU first with small settings.
 #   GEN_SECONDS, TRAIN_MINUTES, GEN_WORKERS, LOADER_WORKERS: time and core budget.
 #   RUNS: "preset:batch:lr:init ..." (init: a checkpoint to start from, or empty).
 #     The first session trained crnn-lite and crnn-paper from scratch; the later ones went on
@@ -9,15 +10,18 @@
 #     seed no session has used yet (0-5 are taken):
 #     GROW=1 GEN_SECONDS=45 TRAIN_MINUTES=8.0 GEN_WORKERS=16 LOADER_WORKERS=12 SEED=6 \
 #       EVAL_SAMPLES=300 RUNS="crnn-lite:128:3e-4:models/crnn.pt" bash training/gpu_session.sh
-#   WARMUP, EVAL_SAMPLES: omr-train's --warmup and --eval-samples (300, 500).
+#   WARMUP, EVAL_SAMPLES, EVAL_EVERY: omr-train's --warmup, --eval-samples and --eval-every (300, 500, 400).
 #   SEED: the dataset's seed; a session that continues a model engraves a set it has not seen.
 #   REQUIRE_CUDA=1: stop at once, not train on the CPU, when the GPU is not visible.
+#   PACK_EVERY: seconds between packs of the best checkpoints into $OUT (60).
 #   GROW=1: keep engraving (niced, so the loader comes first) while training, which starts
 #     after GEN_SECONDS and takes the new staves between epochs (omr-train --grow): the GPU
 #     is not what limits a lite run, so the cores left over engrave instead of idling.
-#   GROW_EVERY: seconds between those re-reads (60); a CPU trial sets it low, so that its
-#     short run goes through one. A trial (about a minute here):
-#     OUT=/tmp/try WORK=/tmp/omrtry GROW=1 GROW_EVERY=5 GEN_SECONDS=10 TRAIN_MINUTES=0.7 \
+#   GROW_EVERY: seconds between those re-reads (60); a CPU trial sets it, EVAL_EVERY and
+#     PACK_EVERY low, so that its short run goes through a re-read and a pack. A trial (about
+#     a minute here; `timeout -s KILL 45` before `bash` checks what a cut-off call brings back):
+#     OUT=/tmp/try WORK=/tmp/omrtry GROW=1 GROW_EVERY=5 EVAL_EVERY=20 PACK_EVERY=10 \
+#       GEN_SECONDS=10 TRAIN_MINUTES=0.7 \
 #       GEN_WORKERS=1 LOADER_WORKERS=1 COUNT=3000 SEED=5 EVAL_SAMPLES=10 WARMUP=10 PY=python \
 #       RUNS="crnn-lite:8:3e-4:models/crnn.pt" bash training/gpu_session.sh
 set -euo pipefail
@@ -56,23 +60,39 @@ RUNS=${RUNS:-"crnn-lite:64:2e-3: crnn-paper:48:1e-3:"}
 train() {  # preset batch lr [init]
   $PY -m omr_train.train crnn --data "$WORK/data" --out "$WORK/runs/$1" \
       --preset "$1" --batch-size "$2" --lr "$3" ${4:+--init "$4"} --steps 1000000 \
-      --max-minutes "$TRAIN_MINUTES" --warmup "${WARMUP:-300}" --eval-every 400 --eval-samples "${EVAL_SAMPLES:-500}" \
+      --max-minutes "$TRAIN_MINUTES" --warmup "${WARMUP:-300}" --eval-every "${EVAL_EVERY:-400}" --eval-samples "${EVAL_SAMPLES:-500}" \
       --workers "$LOADER_WORKERS" --threads 2 ${GROW:+--grow} ${GROW_EVERY:+--grow-every "$GROW_EVERY"} > "$OUT/$1.log" 2>&1
+}
+pack() {  # slim each run's best checkpoint so far and put it, with the logs, in $OUT
+  local m packed=()
+  for m in "${NAMES[@]}"; do
+    [ -f "$WORK/runs/$m/log.csv" ] && cp "$WORK/runs/$m/log.csv" "$OUT/$m-log.csv"
+    [ -f "$WORK/runs/$m/best.pt" ] || continue
+    if [ "$WORK/runs/$m/best.pt" -nt "$WORK/$m.pt" ]; then
+      $PY -c "from omr_train.checkpoint import slim; slim('$WORK/runs/$m/best.pt', '$WORK/$m.pt')" || continue
+    fi
+    packed+=("$m.pt")
+  done
+  [ ${#packed[@]} -gt 0 ] || return 0
+  # Split beside $OUT and moved in whole: a call cut off at its limit brings back the last
+  # complete pack, never a half-written one.
+  rm -rf "$WORK/pack"; mkdir -p "$WORK/pack"
+  (cd "$WORK" && tar -cf - "${packed[@]}") | split -b 15m - "$WORK/pack/models.tar."
+  rm -f "$OUT"/models.tar.*; mv "$WORK/pack"/models.tar.* "$OUT/"
 }
 NAMES=(); PIDS=()
 for run in $RUNS; do
   IFS=: read -r preset batch lr init <<< "$run"
   train "$preset" "$batch" "$lr" "$init" & PIDS+=($!); NAMES+=("$preset")
 done
+# Pack as the runs go, so that a call that outruns its limit still returns the best model so far.
+( while sleep "${PACK_EVERY:-60}"; do pack; done ) & PACKER=$!
 for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" || echo "${NAMES[$k]} training failed"; done
+kill "$PACKER" 2>/dev/null || true; wait "$PACKER" 2>/dev/null || true
 if [ -n "${SYNTH:-}" ]; then
   pkill -P "$SYNTH" 2>/dev/null || true; kill "$SYNTH" 2>/dev/null || true
   echo "engraved in all: $(staves) staves in $(( $(date +%s) - T0 )) s"
 fi
-for m in "${NAMES[@]}"; do
-  tail -c 600 "$OUT/$m.log" | tr '\r' '\n' | tail -n 3
-  cp "$WORK/runs/$m/log.csv" "$OUT/$m-log.csv" || true
-  $PY -c "from omr_train.checkpoint import slim; slim('$WORK/runs/$m/best.pt', '$WORK/$m.pt')" || true
-done
-(cd "$WORK" && tar -cf - "${NAMES[@]/%/.pt}") | split -b 15m - "$OUT/models.tar."
+for m in "${NAMES[@]}"; do tail -c 600 "$OUT/$m.log" | tr '\r' '\n' | tail -n 3; done
+pack
 ls -la "$OUT"

@@ -44,7 +44,7 @@ class TrainOptions:
     eval_every: int = 500
     eval_samples: int = 400
     augment: float = 1.0
-    damaged_start: float = 0.0  # share of staves whose clef and key are cut, smeared or blotted
+    damaged_start: float = 0.0  # share of staves whose clef and key are cut, smeared, blotted or twisted
     grow: bool = False  # re-read the folder between epochs: omr-synth is still writing it
     grow_every_s: float = 60.0  # at most this often (tests: 0, every epoch)
     seed: int = 0
@@ -390,7 +390,7 @@ def main() -> None:
 @click.option("--eval-samples", default=TrainOptions.eval_samples, show_default=True)
 @click.option("--augment", default=TrainOptions.augment, show_default=True, help="Augmentation strength, 0 = clean.")
 @click.option("--damaged-start", default=TrainOptions.damaged_start, show_default=True,
-              help="Share of staves whose start (clef, key) is cut off, smeared or blotted.")
+              help="Share of staves whose start (clef, key) is cut off, smeared, blotted or twisted.")
 @click.option("--seed", default=TrainOptions.seed, show_default=True)
 @click.option("--workers", default=TrainOptions.workers, show_default=True)
 @click.option("--threads", default=TrainOptions.threads, show_default=True)
