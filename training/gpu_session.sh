@@ -86,7 +86,11 @@ for run in $RUNS; do
   train "$preset" "$batch" "$lr" "$init" & PIDS+=($!); NAMES+=("$preset")
 done
 # Pack as the runs go, so that a call that outruns its limit still returns the best model so far.
-( while sleep "${PACK_EVERY:-60}"; do pack; done ) & PACKER=$!
+# The stop signal ends the wait at once, but a pack under way stops only once its command in
+# hand (a slim, the tar and split) is done: killed mid-command, that command would go on
+# writing beside the last pack below, which starts the pack afresh.
+( trap 'kill $! 2>/dev/null; exit 0' TERM
+  while :; do sleep "${PACK_EVERY:-60}" & wait $!; pack; done ) & PACKER=$!
 for k in "${!PIDS[@]}"; do wait "${PIDS[$k]}" || echo "${NAMES[$k]} training failed"; done
 kill "$PACKER" 2>/dev/null || true; wait "$PACKER" 2>/dev/null || true
 if [ -n "${SYNTH:-}" ]; then
