@@ -113,14 +113,19 @@ def _twist(img: np.ndarray, start: int, span: float, rng, s: float) -> np.ndarra
     cy = top + rng.uniform(-0.3, 0.4) * span
     radius = rng.uniform(0.7, 1.2) * span
     turn = np.deg2rad(rng.uniform(120, 300) * max(s, 0.5)) * rng.choice((-1, 1))
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    # A point turns about the centre at its own distance, so nothing right of the circle moves
+    # or is read: only the columns up to its rim are remapped (the loader runs this per staff).
+    x1 = min(w, int(np.ceil(cx + radius)) + 2)
+    ys, xs = np.mgrid[0:h, 0:x1].astype(np.float32)
     dx, dy = xs - cx, ys - cy
     r = np.sqrt(dx * dx + dy * dy)
     angle = turn * np.clip(1 - r / radius, 0, 1) ** 2
     cos, sin = np.cos(angle), np.sin(angle)
     map_x = (cx + cos * dx - sin * dy).astype(np.float32)
     map_y = (cy + sin * dx + cos * dy).astype(np.float32)
-    return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = img.copy()
+    out[:, :x1] = cv2.remap(img[:, :x1], map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out
 
 
 def _line_kernel(k: int, angle: float) -> np.ndarray:
