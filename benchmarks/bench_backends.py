@@ -212,7 +212,7 @@ def prepare_staves(ex, folder: Path, latency_staves: int) -> dict:
     """Real staves (both variants) and generated ones, saved for the workers to share."""
     from omr_export.verify import generated_staves, real_staves
 
-    real = real_staves(ex.spec.input_height)
+    real = real_staves(ex.spec.input_height, fraction=ex.spec.staff_fraction)
     generated = [s for s in generated_staves(ex.spec) if s.tokens is not None]
     staves = real + generated
     # Latency on an even spread of real staves plus every generated one.

@@ -21,11 +21,14 @@ from omr_train.checkpoint import FORMAT as CRNN_FORMAT
 INPUT = "image"
 OUTPUT = "log_probs"
 NORMALIZATION = "(255 - gray) / 255"
-PREPROCESSING = (
-    f"Grayscale staff crop resized to the model's input height, staff lines spanning "
-    f"{STAFF_FRACTION} of the height and centred, {SIDE_MARGIN_SPACES:g} staff space of paper "
-    f"left and right (omr.staves.normalize_staff_crop); values {NORMALIZATION}, so ink is 1 and "
-    f"paper 0; batches right-padded with 0.")
+
+
+def preprocessing(staff_fraction: float) -> str:
+    return (f"Grayscale staff crop resized to the model's input height, staff lines spanning "
+            f"{staff_fraction:g} of the height (metadata staff_fraction) and centred, "
+            f"{SIDE_MARGIN_SPACES:g} staff space of paper left and right "
+            f"(omr.staves.normalize_staff_crop); values {NORMALIZATION}, so ink is 1 and paper 0; "
+            f"batches right-padded with 0.")
 
 
 class ExportError(RuntimeError):
@@ -43,6 +46,7 @@ class ModelSpec:
     input_height: int
     width_stride: int  # input columns per output frame
     max_width: int  # upper bound of the width range where a format needs one (Core ML)
+    staff_fraction: float = STAFF_FRACTION  # staff height / input height
     provenance: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -67,10 +71,11 @@ class ModelSpec:
         return width // self.width_stride
 
     def metadata(self) -> dict[str, str]:
-        """Key/value strings stored in every artifact; the runtime reads the first three."""
+        """Key/value strings stored in every artifact; the runtime reads the first four."""
         return {"vocab": self.vocab.to_json(), "input_height": str(self.input_height),
-                "width_stride": str(self.width_stride), "normalization": NORMALIZATION,
-                "preprocessing": PREPROCESSING, "model_name": self.name,
+                "width_stride": str(self.width_stride), "staff_fraction": f"{self.staff_fraction:g}",
+                "normalization": NORMALIZATION,
+                "preprocessing": preprocessing(self.staff_fraction), "model_name": self.name,
                 "model_version": self.version, "model_family": self.family,
                 "output": "log-softmax over classes, class 0 = CTC blank, token i at class i+1",
                 **self.provenance}
@@ -125,7 +130,8 @@ def _crnn(path: Path, ckpt: dict) -> Exportable:
     provenance = {k: str(ckpt[k]) for k in ("step", "best_ser") if k in ckpt}
     spec = ModelSpec(family="crnn", name=cfg.name, version=_version(path, ckpt), vocab=vocab,
                      input_height=cfg.input_height, width_stride=cfg.width_stride,
-                     max_width=64 * cfg.input_height, provenance=provenance)
+                     max_width=64 * cfg.input_height, staff_fraction=cfg.staff_fraction,
+                     provenance=provenance)
     return Exportable(model, TraceableCRNN(model).eval(), spec, path)
 
 

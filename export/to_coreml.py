@@ -22,9 +22,8 @@ from pathlib import Path
 import click
 import numpy as np
 import torch
-from omr.geometry import STAFF_FRACTION
 from omr_export.common import cli_errors, output_path, trace, wrote
-from omr_export.spec import INPUT, OUTPUT, PREPROCESSING, Exportable, ExportError, ModelSpec, load
+from omr_export.spec import INPUT, OUTPUT, Exportable, ExportError, ModelSpec, load, preprocessing
 from omr_export.verify import (
     FP32,
     REDUCED,
@@ -78,14 +77,14 @@ def describe(mlmodel, spec: ModelSpec, precision: str) -> None:
     mlmodel.short_description = (
         f"Optical music recognition ({spec.name}): one staff image in, per-column symbol "
         f"log-probabilities out, decoded by CTC greedy search with the vocab in the metadata. "
-        f"Preprocessing: {PREPROCESSING}")
+        f"Preprocessing: {preprocessing(spec.staff_fraction)}")
     mlmodel.author = "omr-midi"
     mlmodel.version = spec.version
     mlmodel.license = "MIT"
     mlmodel.input_description[INPUT] = (
         f"Staff crop, float32 [N, 1, {spec.input_height}, W], N 1-{MAX_BATCH}, "
         f"W {spec.min_width}-{spec.max_width}: (255 - gray) / 255 (ink 1, paper 0), staff lines "
-        f"spanning {STAFF_FRACTION} of the height, centred; pad batches on the right with 0.")
+        f"spanning {spec.staff_fraction:g} of the height, centred; pad batches on the right with 0.")
     mlmodel.output_description[OUTPUT] = (
         f"float32 [N, W / {spec.width_stride}, {spec.num_classes}]: log-softmax per frame; "
         f"class 0 is the CTC blank, class i is vocab[i - 1]. Take the argmax per frame, merge "

@@ -106,8 +106,8 @@ def verify_onnx(path: Path, ex: Exportable, precision: str,
     except ModelError as err:
         raise VerificationError(f"the runtime rejects {path}: {err}") from None
     spec = ex.spec
-    if (info.vocab, info.input_height, info.width_stride) != \
-            (spec.vocab, spec.input_height, spec.width_stride):
+    if (info.vocab, info.input_height, info.width_stride, info.staff_fraction) != \
+            (spec.vocab, spec.input_height, spec.width_stride, spec.staff_fraction):
         raise VerificationError(f"{path}: metadata differs from the checkpoint's")
     verifier = verifier or Verifier(spec, torch_runner(ex.model))
     report = verifier.check(path.name, onnx_runner(path), FP32 if precision == "fp32" else REDUCED)

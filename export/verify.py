@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from omr.decode import greedy_decode
+from omr.geometry import STAFF_FRACTION
 
 from .spec import INPUT, OUTPUT, ModelSpec
 
@@ -191,13 +192,15 @@ _STAVES: dict[tuple[int, int, int], list[Stave]] = {}
 
 def verification_staves(spec: ModelSpec) -> list[Stave]:
     """Real camera-primus staves (when present) and generated ones; built once per process."""
-    key = (spec.input_height, spec.width_stride, spec.max_width)
+    key = (spec.input_height, spec.width_stride, spec.max_width, spec.staff_fraction)
     if key not in _STAVES:
-        _STAVES[key] = real_staves(spec.input_height) + generated_staves(spec)
+        _STAVES[key] = real_staves(spec.input_height, fraction=spec.staff_fraction) + \
+            generated_staves(spec)
     return _STAVES[key]
 
 
-def real_staves(height: int, folder: Path | None = None) -> list[Stave]:
+def real_staves(height: int, folder: Path | None = None,
+                fraction: float = STAFF_FRACTION) -> list[Stave]:
     """Camera-PrIMuS, clean render and simulated photo of each incipit, via the runtime's crop."""
     import cv2
     from omr.staves import normalize_staff_crop
@@ -212,14 +215,15 @@ def real_staves(height: int, folder: Path | None = None) -> list[Stave]:
         for variant in ("clean", "distorted"):
             for s in read_folder(folder, variant):
                 gray = cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)
-                crop = normalize_staff_crop(gray, height)
+                crop = normalize_staff_crop(gray, height, fraction)
                 out.append(Stave(f"{s.id}/{variant}", crop, s.tokens, f"camera-primus/{variant}"))
     return out
 
 
 def generated_staves(spec: ModelSpec, count: int = 6, seed: int = 7) -> list[Stave]:
     """Engraved staves with their tokens, plus cut and tiled ones at edge-case widths."""
-    engraved = _engraved(spec.input_height, count, seed) or _drawn(spec.input_height, count, seed)
+    engraved = (_engraved(spec.input_height, spec.staff_fraction, count, seed)
+                or _drawn(spec.input_height, spec.staff_fraction, count, seed))
     first = engraved[0].pixels
     tiled = np.hstack([s.pixels for s in engraved])
     widths = (spec.min_width, 3 * spec.width_stride + 1, 97,
@@ -230,7 +234,7 @@ def generated_staves(spec: ModelSpec, count: int = 6, seed: int = 7) -> list[Sta
     return engraved + cut
 
 
-def _engraved(height: int, count: int, seed: int) -> list[Stave]:
+def _engraved(height: int, fraction: float, count: int, seed: int) -> list[Stave]:
     try:
         from omr_train.augment import AugmentOptions, augment
         from omr_train.synth.engrave import Engraver
@@ -241,20 +245,20 @@ def _engraved(height: int, count: int, seed: int) -> list[Stave]:
         for i in range(count):
             image, tokens, _ = make_sample(i, SynthOptions(seed=seed), {}, engraver)
             # Training's clean view: canonical crop, illumination flattened as the runtime does.
-            crop = augment(image, height, None, AugmentOptions(strength=0.0))
+            crop = augment(image, height, None, AugmentOptions(strength=0.0), fraction)
             out.append(Stave(f"generated/{i}", crop, tuple(tokens), "generated"))
         return out
     except Exception:  # noqa: BLE001 - synthesis is optional (verovio, resvg); fall back
         return []
 
 
-def _drawn(height: int, count: int, seed: int) -> list[Stave]:
+def _drawn(height: int, fraction: float, count: int, seed: int) -> list[Stave]:
     """Five lines and note-like blobs drawn with OpenCV, for machines without the engraver."""
     import cv2
 
     rng = np.random.default_rng(seed)
     out = []
-    space = 0.45 * height / 4
+    space = fraction * height / 4
     for i in range(count):
         width = int(rng.integers(4, 24)) * height
         img = np.full((height, width), 250, np.uint8)

@@ -1,9 +1,9 @@
 """The one staff-crop geometry that training renders and the runtime reproduces.
 
 A model cannot transfer across crop proportions, so every crop fed to a recognizer, engraved
-or photographed, is brought to this layout first: the five staff lines span STAFF_FRACTION of
-the image height, centred vertically, with SIDE_MARGIN_SPACES interline spaces of paper left and
-right of the staff lines.
+or photographed, is brought to this layout first: the five staff lines span a fixed fraction of
+the image height (STAFF_FRACTION unless the model's metadata names its own), centred
+vertically, with SIDE_MARGIN_SPACES interline spaces of paper left and right of the staff lines.
 """
 
 from __future__ import annotations
@@ -14,6 +14,13 @@ from dataclasses import dataclass
 # for three ledger lines above and below. Training varies around it (see training/augment.py).
 STAFF_FRACTION = 0.45
 SIDE_MARGIN_SPACES = 1.0
+
+
+def flattening_size(height: int, fraction: float = STAFF_FRACTION) -> int:
+    """Kernel of the illumination flattening for a crop: a quarter of the height a crop with
+    the same staff would have at STAFF_FRACTION, so that a taller window around the same staff
+    (a model that sees further above and below) flattens its ink the same way."""
+    return round(height * fraction / STAFF_FRACTION) // 4
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 from . import image as img
 from . import semantic
 from .decode import DecodeOptions, decode
+from .geometry import STAFF_FRACTION
 from .vocab import Vocabulary
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "crnn.onnx"
@@ -77,6 +78,8 @@ class ModelInfo:
     width_stride: int
     name: str
     version: str
+    # Staff height / crop height. Models exported before it was recorded used the default.
+    staff_fraction: float = STAFF_FRACTION
 
 
 class Recognizer:
@@ -107,7 +110,7 @@ class Recognizer:
             raise img.ImageError("image is blank (no contrast)")
         height = self.info.input_height
         if single_staff:
-            crops = [st.normalize_staff_crop(gray, height)]
+            crops = [st.normalize_staff_crop(gray, height, self.info.staff_fraction)]
             boxes = [(0, 0, gray.shape[1], gray.shape[0])]
             timings["detect"] = time.perf_counter() - clock
         else:
@@ -116,7 +119,7 @@ class Recognizer:
             if not found:
                 raise st.StaffError("no staff found on the page")
             clock = time.perf_counter()
-            crops = [st.staff_crop(gray, staff, height) for staff in found]
+            crops = [st.staff_crop(gray, staff, height, self.info.staff_fraction) for staff in found]
             boxes = [_clip(staff.bbox, gray.shape) for staff in found]
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -184,14 +187,17 @@ def _model_info(session, path: Path) -> ModelInfo:
     try:
         vocab = Vocabulary.from_json(meta["vocab"])
         height, stride = int(meta["input_height"]), int(meta["width_stride"])
+        fraction = float(meta.get("staff_fraction", STAFF_FRACTION))
     except (KeyError, ValueError, TypeError) as err:
         raise ModelError(f"model {path} lacks valid metadata (vocab, input_height, "
                          f"width_stride): {err}") from err
+    if not 0.1 <= fraction <= 0.9:
+        raise ModelError(f"model {path}: staff_fraction {fraction} is not a staff's share of a crop")
     names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
     if "image" not in names[0] or "log_probs" not in names[1]:
         raise ModelError(f"model {path} must have input 'image' and output 'log_probs'")
     return ModelInfo(vocab, height, max(1, stride), meta.get("model_name", ""),
-                     meta.get("model_version", ""))
+                     meta.get("model_version", ""), fraction)
 
 
 def _clip(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:

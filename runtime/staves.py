@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .geometry import STAFF_FRACTION, StaffBox, crop_window
+from .geometry import STAFF_FRACTION, StaffBox, crop_window, flattening_size
 from .image import flatten_illumination
 
 WORK_SIZE = 2000  # detection runs with the page's long side at most this many pixels
@@ -385,15 +385,17 @@ def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ affine[:, :2].T + affine[:, 2]
 
 
-def staff_crop(gray: np.ndarray, staff: DetectedStaff, height: int) -> np.ndarray:
-    """The staff straightened into the canonical crop layout, `height` pixels tall."""
+def staff_crop(gray: np.ndarray, staff: DetectedStaff, height: int,
+               fraction: float = STAFF_FRACTION) -> np.ndarray:
+    """The staff straightened into the canonical crop layout, `height` pixels tall, its lines
+    spanning `fraction` of them (the model's own, from its metadata)."""
     box = staff.box
-    x0, y0, x1, y1 = crop_window(box)
+    x0, y0, x1, y1 = crop_window(box, fraction)
     step = (y1 - y0) / height  # working-frame pixels per output pixel, both axes
     width = max(1, round((x1 - x0) / step))
     xs = x0 + (np.arange(width) + 0.5) * step
     top, bottom = np.interp(xs, staff.xs, staff.tops), np.interp(xs, staff.xs, staff.bottoms)
-    centre, window = (top + bottom) / 2.0, (bottom - top) / STAFF_FRACTION
+    centre, window = (top + bottom) / 2.0, (bottom - top) / fraction
     v = (np.arange(height) + 0.5) / height - 0.5
     ys = centre[None, :] + v[:, None] * window[None, :]
     grid = np.stack([np.broadcast_to(xs[None, :], ys.shape), ys], axis=-1)
@@ -402,7 +404,7 @@ def staff_crop(gray: np.ndarray, staff: DetectedStaff, height: int) -> np.ndarra
     src, page = _source_region(gray, page, step * abs(np.asarray(staff.to_page)[0, 0]))
     crop = cv2.remap(src, page[..., 0].astype(np.float32), page[..., 1].astype(np.float32),
                      cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
-    return flatten_illumination(crop, ink_size=height // 4)
+    return flatten_illumination(crop, ink_size=flattening_size(height, fraction))
 
 
 def _source_region(gray: np.ndarray, page: np.ndarray,
@@ -433,7 +435,8 @@ def _paper_level(gray: np.ndarray) -> float:
     return float(np.percentile(sample, 90))
 
 
-def normalize_staff_crop(gray: np.ndarray, height: int) -> np.ndarray:
+def normalize_staff_crop(gray: np.ndarray, height: int,
+                         fraction: float = STAFF_FRACTION) -> np.ndarray:
     """A single-staff crop, tight or loose, brought to the canonical layout at `height`.
 
     The main staff is the five-line group nearest the vertical centre; fragments of
@@ -445,8 +448,8 @@ def normalize_staff_crop(gray: np.ndarray, height: int) -> np.ndarray:
         warnings.warn("no staff lines found in the crop; using the whole image", stacklevel=2)
         width = max(1, round(gray.shape[1] * height / gray.shape[0]))
         resized = cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA)
-        return flatten_illumination(resized, ink_size=height // 4)
-    return staff_crop(gray, staff, height)
+        return flatten_illumination(resized, ink_size=flattening_size(height, fraction))
+    return staff_crop(gray, staff, height, fraction)
 
 
 def main_staff(gray: np.ndarray) -> DetectedStaff | None:

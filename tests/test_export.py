@@ -56,7 +56,7 @@ def verifier(exportable):
 def test_spec_rebuilds_the_model_and_carries_the_runtime_metadata(exportable):
     meta = exportable.spec.metadata()
     assert Vocabulary.from_json(meta["vocab"]) == VOCAB
-    assert (meta["input_height"], meta["width_stride"]) == ("32", "2")
+    assert (meta["input_height"], meta["width_stride"], meta["staff_fraction"]) == ("32", "2", "0.45")
     assert meta["normalization"] == "(255 - gray) / 255"
     assert meta["model_name"] == "tiny" and meta["model_version"].startswith("step3-")
     x = exportable.spec.dummy_input(width=50, batch=2)

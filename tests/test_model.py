@@ -49,8 +49,8 @@ def test_edge_variant_exports_to_onnx_and_matches_pytorch(tmp_path):
 
 
 def _tiny(**kw) -> CRNNConfig:
-    return CRNNConfig(name="tiny", channels=(4, 8), width_pools=(2, 1), lstm_hidden=8,
-                      input_height=32, num_classes=9, **kw)
+    return CRNNConfig(**{"name": "tiny", "channels": (4, 8), "width_pools": (2, 1),
+                         "lstm_hidden": 8, "input_height": 32, "num_classes": 9, **kw})
 
 
 def test_a_full_rank_factored_head_reproduces_the_trained_one():
@@ -79,3 +79,29 @@ def test_a_strided_stem_variant_starts_from_the_trained_layers():
     w = dst.head[1].weight @ dst.head[0].weight
     s = torch.linalg.svdvals(src.head.weight.detach())
     assert torch.allclose(torch.linalg.matrix_norm(src.head.weight - w), s[4:].norm(), atol=1e-4)
+
+
+def test_a_taller_window_at_the_same_scale_starts_reading_as_before(tmp_path):
+    from omr import Recognizer
+    from omr.vocab import Vocabulary
+    from omr_export.spec import load
+    from omr_export.to_onnx import export_fp32
+    from omr_train.checkpoint import save
+    from omr_train.model import transfer
+
+    torch.manual_seed(0)
+    src = build(_tiny()).eval()
+    tall = _tiny(input_height=48, staff_fraction=0.30)  # the same 14.4 px staff, 8 px more each side
+    dst = build(tall).eval()
+    assert transfer(src, dst) == []
+    # Fresh batch norm maps paper (0) to 0, as zero padding does; only what the convolutions
+    # see across the old edge differs, so the two read the same crop nearly alike.
+    x = torch.rand(2, 1, 32, 96)
+    with torch.no_grad():
+        old, new = src(x), dst(torch.nn.functional.pad(x, (0, 0, 8, 8)))
+    assert torch.allclose(old, new, atol=0.01) and torch.equal(old.argmax(-1), new.argmax(-1))
+    assert "LSTM" in transfer(src, build(_tiny(input_height=48)))  # another scale: no carry
+    vocab = Vocabulary(tuple(f"note-C{k}_quarter" for k in range(8)))
+    save(tmp_path / "tall.pt", dst, tall, vocab, step=1)
+    path = export_fp32(load(tmp_path / "tall.pt"), tmp_path / "tall.onnx")
+    assert Recognizer(path, threads=1).info.staff_fraction == 0.30  # the runtime crops to it

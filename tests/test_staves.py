@@ -24,14 +24,15 @@ def test_synthetic_staves_are_found_in_reading_order(count, angle):
     assert _centres(staves) == sorted(_centres(staves))
 
 
-def test_staff_crop_has_the_canonical_layout():
+@pytest.mark.parametrize("height,fraction", [(64, STAFF_FRACTION), (96, 0.30)])
+def test_staff_crop_has_the_models_layout(height, fraction):
     page = make_page(staves=2, space=12)
     staff = detect_staves(page)[0]
-    crop = staff_crop(page, staff, 64)
-    assert crop.shape[0] == 64
+    crop = staff_crop(page, staff, height, fraction)
+    assert crop.shape[0] == height
     rows = np.flatnonzero((crop < 128).mean(axis=1) > 0.5)  # rows that are mostly line
-    span = (rows.max() - rows.min()) / 64
-    assert abs(span - STAFF_FRACTION) < 0.06 and abs((rows.max() + rows.min()) / 2 - 32) < 3
+    span = (rows.max() - rows.min()) / height
+    assert abs(span - fraction) < 0.06 and abs((rows.max() + rows.min()) / 2 - height / 2) < 3
 
 
 def test_loose_crop_with_neighbour_fragments_matches_tight_crop():

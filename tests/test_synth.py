@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from click.testing import CliRunner
 from omr.semantic import parse
 from omr_train.dataset import read_folder
 from omr_train.synth.cli import main as synth_main
+from omr_train.synth.mei import Clutter, snippet_to_mei
 from omr_train.synth.music import Event, Snippet, semantic_tokens, transpose
 from omr_train.synth.procedural import random_snippet
 
@@ -118,3 +120,20 @@ def test_a_damaged_start_touches_only_the_clef_and_key(tmp_path):
         assert np.array_equal(out[:, out.shape[1] - (w - keep):], img[:, keep:])
         changed += out.shape[1] == w and not np.array_equal(out[:, start:start + 10], img[:, start:start + 10])
     assert len(widths) > 1 and changed  # some cut off, some smeared, blotted or twisted
+
+
+def test_no_slur_is_drawn_where_it_would_look_like_a_missing_tie():
+    # Pairs of one staff position (F4 and F#4 share a line), each pair a different position.
+    steps = [("F", 0), ("F", 1), ("A", 0), ("A", 0), ("C", 0), ("C", 0), ("E", 0), ("E", 0)] * 3
+    notes = tuple(Event("note", "quarter", 0, step, alter, 5 if step == "C" else 4)
+                  for step, alter in steps)
+    s = Snippet("G2", 0, None, tuple(notes[k:k + 4] for k in range(0, len(notes), 4)))
+    seen = 0
+    for seed in range(20):
+        mei, _ = snippet_to_mei(s, Clutter(slur=1.0), np.random.default_rng(seed))
+        ids = re.findall(r'<note xml:id="(e\d+)"', mei)
+        for a, b in re.findall(r'<slur [^>]*startid="#(e\d+)" endid="#(e\d+)"', mei):
+            i, j = ids.index(a), ids.index(b)
+            assert not (j == i + 1 and i % 2 == 0), f"seed {seed}: tie-shaped slur {a}-{b}"
+            seen += 1
+    assert seen > 20  # the other slurs are still drawn

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from omr.geometry import STAFF_FRACTION
+from omr.geometry import STAFF_FRACTION, flattening_size
 from omr.image import flatten_illumination
 from omr_train.synth.engrave import STORE_FRACTION
 
@@ -35,10 +35,10 @@ class AugmentOptions:
 
 
 def canonical_crop(img: np.ndarray, height: int, rng: np.random.Generator | None = None,
-                   jitter: float = 0.0) -> np.ndarray:
-    """Re-crop a stored image to the canonical staff fraction, optionally jittered."""
+                   jitter: float = 0.0, fraction: float = STAFF_FRACTION) -> np.ndarray:
+    """Re-crop a stored image to the model's staff fraction, optionally jittered."""
     h, w = img.shape
-    frac = STAFF_FRACTION
+    frac = fraction
     cy = h / 2.0
     x0, x1 = 0.0, float(w)
     if rng is not None and jitter:
@@ -174,18 +174,20 @@ def _texture(img: np.ndarray, rng, s: float) -> np.ndarray:
 
 
 def augment(img: np.ndarray, height: int, rng: np.random.Generator,
-            opt: AugmentOptions = AugmentOptions()) -> np.ndarray:
+            opt: AugmentOptions = AugmentOptions(),
+            fraction: float = STAFF_FRACTION) -> np.ndarray:
     """A stored crop to the model's input, as if photographed by a phone."""
     # The runtime flattens every crop it reads (omr.image.flatten_illumination); so does the
     # loader, so the model sees photographs and renders the same way in training and in use.
-    return flatten_illumination(_photograph(img, height, rng, opt), ink_size=height // 4)
+    return flatten_illumination(_photograph(img, height, rng, opt, fraction),
+                                ink_size=flattening_size(height, fraction))
 
 
 def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
-                opt: AugmentOptions) -> np.ndarray:
+                opt: AugmentOptions, fraction: float) -> np.ndarray:
     s = opt.strength
     if s <= 0:
-        return canonical_crop(img, height)
+        return canonical_crop(img, height, fraction=fraction)
     # No draw when it is off, so the seeded test views stay those of the earlier camera model.
     if opt.p_damaged_start and rng.random() < opt.p_damaged_start * s:
         img = _damaged_start(img, rng, s)
@@ -193,7 +195,7 @@ def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
         img = _perspective(img, rng, s)
     if rng.random() < opt.p_curl:
         img = _curl(img, rng, s)
-    out = canonical_crop(img, height, rng, jitter=s)
+    out = canonical_crop(img, height, rng, jitter=s, fraction=fraction)
     if rng.random() < opt.p_lowres:
         f = rng.uniform(0.45, 0.85)
         h, w = out.shape

@@ -16,6 +16,7 @@ import click
 import cv2
 import numpy as np
 from omr.decode import DecodeOptions, decode
+from omr.geometry import STAFF_FRACTION
 
 from .augment import AugmentOptions, augment
 from .dataset import Sample, collate, read_folder
@@ -45,7 +46,7 @@ class _TorchModel:
         torch.set_num_threads(2)
         self.torch, self.output_lengths, self.decoding = torch, output_lengths, decoding
         self.model, self.cfg, self.vocab, _ = load_model(path)
-        self.height = self.cfg.input_height
+        self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
     def decode(self, crops: list[np.ndarray]) -> list[list[str]]:
         batch, widths = collate(crops)
@@ -60,7 +61,7 @@ class _OnnxModel:
         from omr.recognize import Recognizer
 
         self.rec = Recognizer(path, decoding=decoding)
-        self.height = self.rec.info.input_height
+        self.height, self.fraction = self.rec.info.input_height, self.rec.info.staff_fraction
 
     def decode(self, crops: list[np.ndarray]) -> list[list[str]]:
         lp, lengths = self.rec.run(crops)
@@ -79,21 +80,23 @@ def is_synthetic(root: Path) -> bool:
         next(root.glob("*/*.json"), None) is not None
 
 
-def model_view(sample: Sample, height: int, synthetic: bool, opt: EvalOptions, index: int) -> np.ndarray:
+def model_view(sample: Sample, height: int, synthetic: bool, opt: EvalOptions, index: int,
+               fraction: float = STAFF_FRACTION) -> np.ndarray:
     """The crop the model reads: our loader's for synthetic data, the runtime's for real images."""
     gray = cv2.imread(str(sample.image), cv2.IMREAD_GRAYSCALE)
     if synthetic:
         rng = np.random.default_rng([opt.seed, index])
         # The test's camera model stays the one its bars were set on: training-only additions
         # (a damaged staff start) would move the benchmark under the models it compares.
-        return augment(gray, height, rng, AugmentOptions(strength=opt.augment, p_damaged_start=0.0))
+        return augment(gray, height, rng, AugmentOptions(strength=opt.augment, p_damaged_start=0.0),
+                       fraction)
     import warnings
 
     from omr.staves import normalize_staff_crop
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return normalize_staff_crop(gray, height)
+        return normalize_staff_crop(gray, height, fraction)
 
 
 def by_font(rows: list[dict]) -> dict[str, Score]:
@@ -125,7 +128,8 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
     rows = []
     for k in range(0, len(samples), opt.batch_size):
         chunk = samples[k:k + opt.batch_size]
-        crops = [model_view(s, model.height, synthetic, opt, k + j) for j, s in enumerate(chunk)]
+        crops = [model_view(s, model.height, synthetic, opt, k + j, model.fraction)
+                 for j, s in enumerate(chunk)]
         for s, pred in zip(chunk, model.decode(crops)):
             edits, tokens = staff_edits(pred, s.tokens, opt.drop_tie)
             rows.append({"id": s.id, "ser": edits / max(tokens, 1), "edits": edits, "tokens": tokens,

@@ -7,9 +7,11 @@ layer over the vocabulary plus the CTC blank. Only the `CRNNConfig` differs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
+from omr.geometry import STAFF_FRACTION
 from torch import nn
 
 
@@ -31,6 +33,8 @@ class CRNNConfig:
     # 0: one linear layer onto the classes. r > 0: factor it through r dimensions; with
     # ~3,900 classes the output layer is a sixth of the lite network's training time.
     head_rank: int = 0
+    # Staff height / input height (the runtime crops to it, from the exported metadata).
+    staff_fraction: float = STAFF_FRACTION
 
     @property
     def width_stride(self) -> int:
@@ -63,6 +67,11 @@ PRESETS = {
     # Frames per token, speed and accuracy: benchmarks/bench_train_speed.py, models/README.md.
     "crnn-edge": CRNNConfig(name="crnn-edge", stem_stride=True, head_rank=64,
                             width_pools=(2, 2, 2, 1)),
+    # crnn-lite's staff, at the same scale (28.8 px), in a window one pooled row (16 px) taller
+    # above and below: at 0.45 the crop cuts off the ties on notes outside the staff (half of
+    # those ties were missed, against 4-8 % inside it) and the heads of far ledger notes.
+    # A crnn-lite checkpoint carries over whole (`transfer`): its rows become the middle ones.
+    "crnn-lite-tall": CRNNConfig(name="crnn-lite-tall", input_height=96, staff_fraction=0.30),
 }
 
 
@@ -114,7 +123,8 @@ def transfer(src: CRNN, dst: CRNN) -> list[str]:
     """Start `dst` from a trained `src` of another preset; returns what could not be carried.
 
     Conv and batch-norm layers pair up in order (a strided stem shifts the Sequential's
-    indices but keeps the layer order), the LSTM carries over when its sizes match, and a
+    indices but keeps the layer order), the LSTM carries over when its sizes match or the target
+    only reads a taller window at the same scale (`_carry_lstm`), and a
     full output layer becomes a low-rank one through its truncated SVD, which is the best
     rank-r approximation of it.
     """
@@ -122,12 +132,13 @@ def transfer(src: CRNN, dst: CRNN) -> list[str]:
     kinds = (nn.Conv2d, nn.BatchNorm2d)
     pairs = list(zip([m for m in src.conv if isinstance(m, kinds)],
                      [m for m in dst.conv if isinstance(m, kinds)]))
-    pairs.append((src.lstm, dst.lstm))
     for a, b in pairs:
         try:
             b.load_state_dict(a.state_dict())
         except RuntimeError:
             skipped.append(type(b).__name__)
+    if not _carry_lstm(src, dst):
+        skipped.append("LSTM")
     if isinstance(src.head, nn.Linear) and isinstance(dst.head, nn.Sequential) and \
             src.head.weight.shape == (dst.head[1].out_features, dst.head[0].in_features):
         _low_rank(src.head, dst.head)
@@ -137,6 +148,28 @@ def transfer(src: CRNN, dst: CRNN) -> list[str]:
     else:
         skipped.append("head")
     return skipped
+
+
+def _carry_lstm(src: CRNN, dst: CRNN) -> bool:
+    """Copy the LSTM, also into one that reads more feature rows: a taller window around a
+    staff at the same scale. The source's rows become the middle ones and the new rows start
+    with zero input weights, so the network reads as before until training uses them."""
+    rows = [c.input_height // 2 ** len(c.channels) for c in (src.cfg, dst.cfg)]
+    extra = rows[1] - rows[0]
+    same_scale = math.isclose(src.cfg.input_height * src.cfg.staff_fraction,
+                              dst.cfg.input_height * dst.cfg.staff_fraction)
+    state = src.lstm.state_dict()
+    if extra and extra % 2 == 0 and same_scale and src.cfg.channels[-1] == dst.cfg.channels[-1]:
+        for name in [k for k in state if k.startswith("weight_ih_l0")]:
+            w = state[name].view(state[name].shape[0], -1, rows[0])  # gates, channel, row
+            wide = w.new_zeros(w.shape[0], w.shape[1], rows[1])
+            wide[:, :, extra // 2: extra // 2 + rows[0]] = w
+            state[name] = wide.flatten(1)
+    try:
+        dst.lstm.load_state_dict(state)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _low_rank(full: nn.Linear, factored: nn.Sequential) -> None:

@@ -64,14 +64,15 @@ class TrainSet(torch.utils.data.Dataset):
     """Keys are (epoch, index, sample): the sampler owns the list of samples, so a folder that
     grows while training (`--grow`) reaches the loader's workers without restarting them."""
 
-    def __init__(self, vocab: Vocabulary, height: int, aug: AugmentOptions, seed: int):
-        self.vocab, self.height, self.aug, self.seed = vocab, height, aug, seed
+    def __init__(self, vocab: Vocabulary, cfg: CRNNConfig, aug: AugmentOptions, seed: int):
+        self.vocab, self.aug, self.seed = vocab, aug, seed
+        self.height, self.fraction = cfg.input_height, cfg.staff_fraction
 
     def __getitem__(self, key: tuple[int, int, Sample]):
         epoch, i, s = key
         img = cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)
         rng = np.random.default_rng([self.seed, epoch, i])
-        x = augment(img, self.height, rng, self.aug)
+        x = augment(img, self.height, rng, self.aug, self.fraction)
         return x, self.vocab.encode(s.tokens)
 
 
@@ -145,13 +146,14 @@ def _lr_factor(opt: TrainOptions, step: int, elapsed: float) -> float:
 
 def validate(model, samples: list[Sample], vocab: Vocabulary, device, batch_size: int = 32) -> float:
     """Validation SER of an unwrapped model on clean canonical crops of the validation split."""
-    height = model.cfg.input_height
+    height, fraction = model.cfg.input_height, model.cfg.staff_fraction
     model.eval()
     pairs = []
     with torch.no_grad():
         for k in range(0, len(samples), batch_size):
             chunk = samples[k:k + batch_size]
-            imgs = [augment(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height, None, CLEAN) for s in chunk]
+            imgs = [augment(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height, None, CLEAN, fraction)
+                    for s in chunk]
             batch, widths = collate(imgs)
             lp = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
             lengths = output_lengths(torch.from_numpy(widths), model.cfg).numpy()
@@ -214,7 +216,7 @@ def train(opt: TrainOptions) -> Path:
         model = torch.nn.parallel.DistributedDataParallel(model)
 
     camera = AugmentOptions(strength=opt.augment, p_damaged_start=opt.damaged_start)
-    data = TrainSet(vocab, cfg.input_height, camera, opt.seed)
+    data = TrainSet(vocab, cfg, camera, opt.seed)
     # The listing is bound here, not looked up when called: this function is long, and a later
     # use of the name once turned it into a staff count under the loader's feet.
     refresh = (lambda listing=seen: _known(read_folder(Path(opt.data), split="train", seen=listing),

@@ -109,7 +109,7 @@ class _Writer:
         self.s, self.c, self.rng = s, clutter, rng
         self.n = 0
         self.controls: list[str] = []
-        self.note_ids: list[str] = []
+        self.note_ids: list[tuple[str, int]] = []  # main-staff notes: (id, staff position)
 
     def id(self) -> str:
         self.n += 1
@@ -138,7 +138,7 @@ class _Writer:
         if main and self.c.lyrics and not e.grace and not tie_in:
             inner = f'<verse n="1"><syl>{self.rng.choice(SYLLABLES)}</syl></verse>'
         if main:
-            self.note_ids.append(i)
+            self.note_ids.append((i, e.diatonic))
             self._marks(e, i, staff)
         return f"<note {' '.join(attrs)}>{inner}</note>"
 
@@ -245,13 +245,17 @@ def snippet_to_mei(s: Snippet, clutter: Clutter, rng: np.random.Generator,
     return mei, main_n
 
 
-def _slurs(ids: list[str], p: float, rng: np.random.Generator, staff: int) -> str:
+def _slurs(notes: list[tuple[str, int]], p: float, rng: np.random.Generator, staff: int) -> str:
     out = []
     i = 0
-    while i < len(ids) - 1:
+    while i < len(notes) - 1:
         if rng.random() < p:
-            j = min(len(ids) - 1, i + int(rng.integers(1, 4)))
-            out.append(f'<slur staff="{staff}" startid="#{ids[i]}" endid="#{ids[j]}"/>')
+            j = min(len(notes) - 1, i + int(rng.integers(1, 4)))
+            # A slur from a note to the next on the same line or space is engraved as a tie is,
+            # yet its label has no `tie`: left in, it teaches the reader to doubt real ties.
+            # Skipped after the draws, so that every other staff of a seed stays as it was.
+            if not (j == i + 1 and notes[i][1] == notes[j][1]):
+                out.append(f'<slur staff="{staff}" startid="#{notes[i][0]}" endid="#{notes[j][0]}"/>')
             i = j
         i += 1
     return "".join(out)
