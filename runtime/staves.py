@@ -49,10 +49,15 @@ class DetectedStaff:
     @property
     def bbox(self) -> tuple[int, int, int, int]:
         """The canonical crop window's bounding box in page pixels (x0, y0, x1, y1)."""
-        x0, _, x1, _ = crop_window(self.box)
+        return self.window(STAFF_FRACTION)
+
+    def window(self, fraction: float) -> tuple[int, int, int, int]:
+        """The page pixels (x0, y0, x1, y1) that a model reading the staff over `fraction` of
+        its input height sees: a taller window takes in more of the notes above and below."""
+        x0, _, x1, _ = crop_window(self.box, fraction)
         xs = np.linspace(x0, x1, 16)
         centre = (self._at(xs, self.tops) + self._at(xs, self.bottoms)) / 2.0
-        half = (self._at(xs, self.bottoms) - self._at(xs, self.tops)) / STAFF_FRACTION / 2.0
+        half = (self._at(xs, self.bottoms) - self._at(xs, self.tops)) / fraction / 2.0
         points = np.concatenate([np.stack([xs, centre - half], 1), np.stack([xs, centre + half], 1)])
         page = _apply(np.asarray(self.to_page), points)
         (px0, py0), (px1, py1) = page.min(0), page.max(0)

@@ -33,6 +33,10 @@ def test_staff_crop_has_the_models_layout(height, fraction):
     rows = np.flatnonzero((crop < 128).mean(axis=1) > 0.5)  # rows that are mostly line
     span = (rows.max() - rows.min()) / height
     assert abs(span - fraction) < 0.06 and abs((rows.max() + rows.min()) / 2 - height / 2) < 3
+    # The box reported for the staff is the window the model reads, not the default one.
+    x0, y0, x1, y1 = staff.window(fraction)
+    assert (x0, x1) == (staff.bbox[0], staff.bbox[2])
+    assert (y1 - y0) / (staff.bbox[3] - staff.bbox[1]) == pytest.approx(STAFF_FRACTION / fraction, abs=0.03)
 
 
 def test_loose_crop_with_neighbour_fragments_matches_tight_crop():
