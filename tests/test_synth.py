@@ -137,3 +137,23 @@ def test_no_slur_is_drawn_where_it_would_look_like_a_missing_tie():
             assert not (j == i + 1 and i % 2 == 0), f"seed {seed}: tie-shaped slur {a}-{b}"
             seen += 1
     assert seen > 20  # the other slurs are still drawn
+
+
+def test_a_short_multirest_is_drawn_both_as_a_bar_and_as_rest_symbols():
+    from omr_train.synth.engrave import MULTI_REST_STYLES, Engraver, RenderStyle
+
+    rest = (Event("multirest", "whole", count=3),)
+    note = (Event("note", "whole", 0, "C", 0, 5),)
+    mei, _ = snippet_to_mei(Snippet("G2", 0, "4/4", (note, rest, note)), Clutter(),
+                            np.random.default_rng(0))
+    engraver = Engraver()
+
+    def drawn(style: str) -> str:
+        svg = engraver.svg(mei, RenderStyle(multi_rest_style=style))
+        return svg.split('class="multiRest"')[1][:600]
+
+    assert "<rect" in drawn("block")  # the numbered bar, as modern parts draw any count
+    assert "<rect" not in drawn("auto") and "<rect" not in drawn("symbols")  # church rests
+    rng = np.random.default_rng(0)
+    styles = {RenderStyle.random(rng).multi_rest_style for _ in range(60)}
+    assert styles == set(MULTI_REST_STYLES)

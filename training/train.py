@@ -459,7 +459,7 @@ def plot_curves(logs: list[tuple[Path, int]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4))
     # The default cycle repeats after ten colours; a long chain of runs needs more.
     colours = plt.get_cmap("tab10" if len(logs) <= 10 else "tab20").colors
     for k, (log, start) in enumerate(logs):
@@ -472,9 +472,10 @@ def plot_curves(logs: list[tuple[Path, int]], out: Path) -> None:
           title="validation symbol error rate (clean synthetic)")
     for ax in (a, b):
         ax.grid(alpha=0.3)
-        ax.legend()
+    # One legend beside the plots: inside them it hides the latest runs, which end at the right.
+    b.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
 
 
 if __name__ == "__main__":
