@@ -15,11 +15,15 @@ def draw_preview(gray: np.ndarray, score: Score) -> np.ndarray:
     """The page in colour with each staff's box, number, confidence and tokens."""
     page = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     scale = max(1.0, page.shape[1] / 1600.0)  # text stays legible on large photos
-    # Numbered from 1, as omr-run's warnings number them.
-    for k, staff in enumerate(score.staves, 1):
+    colours = [(0, 160, 0) if s.confidence >= 0.8 else (0, 0, 220) for s in score.staves]
+    for staff, colour in zip(score.staves, colours):
         x0, y0, x1, y1 = staff.bbox
-        colour = (0, 160, 0) if staff.confidence >= 0.8 else (0, 0, 220)
         cv2.rectangle(page, (x0, y0), (x1, y1), colour, max(1, int(2 * scale)))
+    # Labels after all boxes: a model's window reaches into the next staff's, and its box
+    # would otherwise be drawn across the label above it. Numbered from 1, as omr-run's
+    # warnings number them.
+    for k, (staff, colour) in enumerate(zip(score.staves, colours), 1):
+        x0, _, _, y1 = staff.bbox
         label = f"{k}: {staff.confidence:.2f}  " + " ".join(_short(t) for t in staff.tokens)
         _text(page, label, (x0, y1 + int(14 * scale)), 0.45 * scale, colour)
     return page
@@ -57,8 +61,9 @@ def _text(page: np.ndarray, text: str, origin: tuple[int, int], size: float,
     y = min(max(y, 12), page.shape[0] - 4)
     thickness = max(1, int(size * 2))
     text = _fit(text, page.shape[1] - x - 4, size, thickness)
-    cv2.putText(page, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255),
-                thickness + 2, cv2.LINE_AA)
+    # On paper, as the next staff's box or notes may run under it.
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, size, thickness)
+    cv2.rectangle(page, (x - 2, y - h - 2), (x + w + 2, y + base), (255, 255, 255), -1)
     cv2.putText(page, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, colour, thickness,
                 cv2.LINE_AA)
 

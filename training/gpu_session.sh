@@ -6,11 +6,11 @@
 #   GEN_SECONDS, TRAIN_MINUTES, GEN_WORKERS, LOADER_WORKERS: time and core budget.
 #   RUNS: "preset:batch:lr:init ..." (init: a checkpoint to start from, or empty).
 #     The first session trained crnn-lite and crnn-paper from scratch; the later ones went on
-#     with the shipped lite model (commands in models/README.md). The fourth's recipe, with a
-#     seed no session has used yet (0-8 are taken; the next run should be crnn-lite-tall,
-#     RUNS="crnn-lite-tall:128:3e-4:models/crnn.pt", see models/README.md):
+#     with the shipped model (commands in models/README.md), which is now crnn-lite-tall. The
+#     fifth's recipe for it, with a data seed no run has engraved yet (0-8 and 14 are taken,
+#     7 and 14 by CPU runs):
 #     GROW=1 GEN_SECONDS=45 TRAIN_MINUTES=8.0 GEN_WORKERS=16 LOADER_WORKERS=12 SEED=9 \
-#       EVAL_SAMPLES=300 RUNS="crnn-lite:128:3e-4:models/crnn.pt" bash training/gpu_session.sh
+#       EVAL_SAMPLES=300 RUNS="crnn-lite-tall:128:3e-4:models/crnn.pt" bash training/gpu_session.sh
 #   WARMUP, EVAL_SAMPLES, EVAL_EVERY: omr-train's --warmup, --eval-samples and --eval-every (300, 500, 400).
 #   SEED: the dataset's seed; a session that continues a model engraves a set it has not seen.
 #   REQUIRE_CUDA=1: stop at once, not train on the CPU, when the GPU is not visible.
