@@ -25,10 +25,10 @@ from .vocab import Vocabulary
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "crnn.onnx"
 # Below this probability a staff's clef is reported as doubtful. Chosen for the shipped model
-# (crnn-lite-tall) as the highest value that flags no more of the clefs read right on the
-# augmented synthetic test than before (5 of 597; `omr-eval models/crnn.pt data/synth --split
-# test --augment 1 --limit 600`), and it then flags 178 of the 254 clefs it reads wrong where the
-# staff's start is damaged (same, with `--damaged-start 1`: 70 %; at 0.9, 63 %).
+# (crnn-lite-tall) on the augmented synthetic test (`omr-eval models/crnn.pt data/synth --split
+# test --augment 1 --limit 600`): it flags as few of the clefs read right there as 0.9 does
+# (5 of 597; the next one read right is at 0.939), and more of those it cannot see: 178 of the
+# 254 read wrong where the staff's start is damaged (`--damaged-start 1`; 160 at 0.9).
 CLEF_DOUBT = 0.93
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -204,6 +205,24 @@ def test_omr_eval_scores_a_checkpoint_per_font(data, tmp_path):
         fonts = {r["font"] for r in rows["staves"]}
         assert "" not in fonts and all(f"  {f}" in result.output for f in fonts)
         assert "95% interval" in result.output
+        # The clef report CLEF_DOUBT is chosen on counts the same staves as the rows.
+        wrong = [r for r in rows["staves"] if not r["clef_right"]]
+        assert f"of {len(wrong)} clefs read wrong, " in result.output
+        assert f"of {12 - len(wrong)} read right" in result.output
+        for r in rows["staves"]:
+            truth = next(t for t in r["reference"] if t.startswith("clef-"))
+            assert r["clef_right"] == (r["clef"] == truth) and 0 <= r["clef_confidence"] <= 1
+
+
+def test_omr_eval_damages_staff_starts_only_when_asked(data):
+    from omr_train.dataset import read_folder
+    from omr_train.evaluate import EvalOptions, model_view
+
+    sample = read_folder(data, split="train")[0]
+    plain, damaged = (model_view(sample, 64, True, EvalOptions(augment=1.0, damaged_start=p), 0)
+                      for p in (0.0, 1.0))
+    assert np.array_equal(plain, model_view(sample, 64, True, EvalOptions(augment=1.0), 0))
+    assert plain.shape != damaged.shape or not np.array_equal(plain, damaged)
 
 
 def test_omr_eval_against_the_same_model_finds_no_difference(data, tmp_path):
