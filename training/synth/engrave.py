@@ -57,8 +57,8 @@ class RenderStyle:
             side_spaces=float(rng.uniform(0.8, 2.5)),
             # Verovio's own choice ("auto") draws a rest of up to four measures as church-rest
             # symbols, where modern parts (and Camera-PrIMuS) draw the numbered bar for any count:
-            # a network that saw only "auto" read a barred 3 as 5. Drawn last, so the draws
-            # before it are unchanged.
+            # a network that saw only "auto" read a barred 3 as 5. Drawn last, so the style's
+            # other draws are unchanged (what a staff draws after its style still moves).
             multi_rest_style=str(rng.choice(MULTI_REST_STYLES, p=(0.4, 0.5, 0.1))),
         )
 
