@@ -36,15 +36,20 @@ def _fail(message: str) -> None:
               help="Quarter notes per minute.")
 @click.option("--program", type=click.IntRange(0, 127), default=0, show_default=True,
               help="General MIDI instrument (0 = piano).")
+@click.option("--keep-clef", is_flag=True,
+              help="Keep the clef the model guesses where it cannot see one, instead of "
+                   "reading that staff in treble clef.")
 def cli(images: tuple[str, ...], output: str | None, fmt: str, staff: bool, model: str | None,
-        device: str, preview: str | None, tempo: float, program: int) -> None:
+        device: str, preview: str | None, tempo: float, program: int, keep_clef: bool) -> None:
     """Read printed music from IMAGE... and write MIDI (default: IMAGE.mid beside it)."""
+    from .decode import DecodeOptions
     from .image import ImageError
     from .midi import MidiOptions
     from .recognize import ModelError, Recognizer
 
     try:
-        recognizer = Recognizer(model, device=device)
+        recognizer = Recognizer(model, device=device,
+                                decoding=DecodeOptions(paint_clef=not keep_clef))
     except ModelError as err:
         _fail(str(err))
         sys.exit(EXIT_SETUP)

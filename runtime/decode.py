@@ -20,6 +20,14 @@ from . import semantic as sem
 from .vocab import Vocabulary
 
 EPS = 1e-6
+# Below this probability a staff's first clef is one the network could not see (smeared, cut
+# off, under a thumb): the user is warned, and the staff is read again (omr.clef). Chosen for
+# the shipped model (crnn-lite-tall) on the augmented synthetic test (`omr-eval models/crnn.pt
+# data/synth --split test --augment 1 --limit 600`): it flags as few of the clefs read right
+# there as 0.9 does (5 of 597; the next one read right is at 0.939), and more of those it
+# cannot see: 178 of the 254 read wrong where the staff's start is damaged (`--damaged-start
+# 1`; 160 at 0.9).
+CLEF_DOUBT = 0.93
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,9 @@ class DecodeOptions:
     alternatives: int = 8
     # A metre is trusted only when this many complete measures back it.
     min_measures: int = 2
+    # A staff whose clef is read below CLEF_DOUBT is read again with a treble clef painted
+    # before it (omr.clef; the Recognizer and omr-eval do it, having the network at hand).
+    paint_clef: bool = True
 
 
 @dataclass(frozen=True)
@@ -39,8 +50,10 @@ class Decoded:
     tokens: list[str]
     confidence: float
     corrections: int = 0  # tokens the metre check replaced
-    clef: str = ""  # the first clef read ("" if none)
+    clef: str = ""  # the first clef the network read ("" if none)
     clef_confidence: float = 1.0  # its probability at its frames (1.0: none read)
+    clef_assumed: str = ""  # the clef painted before the staff, when its own was doubtful (omr.clef)
+    clef_end: float = 0.0  # where the first clef's frames end, as a share of the staff's width
 
 
 def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
@@ -72,25 +85,26 @@ def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = Decode
     """Tokens of one staff from its log-probabilities [T, C] (valid frames only)."""
     ids, spans, confidence = _best_path(log_probs)
     tokens = vocab.decode(ids)
-    clef = _first_clef(log_probs, ids, spans, tokens)
-    if not opt.metre or not tokens:
-        return Decoded(tokens, confidence, 0, *clef)
-    alts = RunnerUps(log_probs, ids, spans, vocab, opt)
-    fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
+    clef, clef_confidence, clef_end = _first_clef(log_probs, ids, spans, tokens)
+    fixed = tokens
+    if opt.metre and tokens:
+        alts = RunnerUps(log_probs, ids, spans, vocab, opt)
+        fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
     changed = sum(a != b for a, b in zip(tokens, fixed))
-    return Decoded(fixed, confidence, changed, *clef)
+    return Decoded(fixed, confidence, changed, clef, clef_confidence, clef_end=clef_end)
 
 
 def _first_clef(log_probs: np.ndarray, ids: list[int], spans: np.ndarray,
-                tokens: list[str]) -> tuple[str, float]:
+                tokens: list[str]) -> tuple[str, float, float]:
     """The first clef and its probability at its frames. Every pitch after a clef is read
     through it, so a doubtful clef puts the whole staff in doubt: a clef smeared or cut off by
     the photo is read with a low probability, where a visible one reads above 0.98."""
     for i, token in enumerate(tokens):
         if token.startswith("clef-"):
             start, end = spans[i]
-            return token, float(np.exp(log_probs[start:end, ids[i]].max()))
-    return "", 1.0
+            probability = float(np.exp(log_probs[start:end, ids[i]].max()))
+            return token, probability, float(end / len(log_probs))
+    return "", 1.0, 0.0
 
 
 class RunnerUps:

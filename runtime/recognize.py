@@ -19,17 +19,12 @@ import numpy as np
 
 from . import image as img
 from . import semantic
-from .decode import DecodeOptions, decode
+from .clef import PATCH, reread_doubtful
+from .decode import CLEF_DOUBT, Decoded, DecodeOptions, decode
 from .geometry import STAFF_FRACTION
 from .vocab import Vocabulary
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "crnn.onnx"
-# Below this probability a staff's clef is reported as doubtful. Chosen for the shipped model
-# (crnn-lite-tall) on the augmented synthetic test (`omr-eval models/crnn.pt data/synth --split
-# test --augment 1 --limit 600`): it flags as few of the clefs read right there as 0.9 does
-# (5 of 597; the next one read right is at 0.939), and more of those it cannot see: 178 of the
-# 254 read wrong where the staff's start is damaged (`--damaged-start 1`; 160 at 0.9).
-CLEF_DOUBT = 0.93
 
 
 class ModelError(RuntimeError):
@@ -42,11 +37,13 @@ class Staff:
     tokens: tuple[str, ...]
     confidence: float
     clef_confidence: float = 1.0  # see CLEF_DOUBT
+    clef_read: str = ""  # the clef the network read, when the staff was read in another one
 
     def to_dict(self) -> dict:
-        return {"bbox": list(self.bbox), "tokens": list(self.tokens),
-                "confidence": round(self.confidence, 4),
-                "clef_confidence": round(self.clef_confidence, 4)}
+        out = {"bbox": list(self.bbox), "tokens": list(self.tokens),
+               "confidence": round(self.confidence, 4),
+               "clef_confidence": round(self.clef_confidence, 4)}
+        return out | ({"clef_read": self.clef_read} if self.clef_read else {})
 
 
 @dataclass(frozen=True)
@@ -92,6 +89,9 @@ class Recognizer:
         self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
         self.decoding = decoding or DecodeOptions()
         self.session = _session(self.model_path, device, threads)
+        if self.decoding.paint_clef and not PATCH.exists():
+            raise ModelError(f"clef image missing: {PATCH} (reinstall omr, or pass "
+                             f"DecodeOptions(paint_clef=False))")
         self.info = _model_info(self.session, self.model_path)
 
     def read(self, path: str | os.PathLike, single_staff: bool = False) -> Score:
@@ -125,20 +125,29 @@ class Recognizer:
             boxes = [_clip(staff.window(self.info.staff_fraction), gray.shape) for staff in found]
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        log_probs, lengths = self.run(crops)
+        reads = self.decode(crops)
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
         staves = []
-        for k, (box, probs, length) in enumerate(zip(boxes, log_probs, lengths), 1):
-            read = decode(probs[:length], self.info.vocab, self.decoding)
+        for k, (box, read) in enumerate(zip(boxes, reads), 1):
             tokens = semantic.repair(read.tokens, open_end=True)
-            staves.append(Staff(box, tuple(tokens), read.confidence, read.clef_confidence))
+            replaced = read.clef if read.clef_assumed else ""
+            staves.append(Staff(box, tuple(tokens), read.confidence, read.clef_confidence, replaced))
             if read.clef_confidence < CLEF_DOUBT:
-                warnings.warn(f"staff {k}: clef read as {read.clef} with only "
-                              f"{read.clef_confidence:.0%} confidence; if it is wrong, every "
-                              f"pitch on that staff is off", stacklevel=2)
+                warnings.warn(_clef_warning(k, read), stacklevel=2)
         timings["decode"] = time.perf_counter() - clock
         return Score(tuple(staves), (gray.shape[1], gray.shape[0]), timings)
+
+    def decode(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
+        """Each crop's tokens; a staff whose clef is doubtful is read again (omr.clef)."""
+        reads = self._decode(crops)
+        if not self.decoding.paint_clef:
+            return reads
+        return reread_doubtful(crops, reads, self.info.staff_fraction, self._decode)
+
+    def _decode(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
+        log_probs, lengths = self.run(crops)
+        return [decode(lp[:n], self.info.vocab, self.decoding) for lp, n in zip(log_probs, lengths)]
 
     def run(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
         """All crops as one batch, right-padded with paper; log-probs and valid frame counts."""
@@ -155,6 +164,14 @@ class Recognizer:
         frames = out.shape[1]
         lengths = [max(1, min(frames, math.ceil(c.shape[1] * frames / width))) for c in crops]
         return out, lengths
+
+
+def _clef_warning(k: int, read: Decoded) -> str:
+    doubt = f"staff {k}: clef unclear ({read.clef} at {read.clef_confidence:.0%})"
+    if read.clef_assumed:
+        return (f"{doubt}; read in {read.clef_assumed[5:]}, the commonest clef: if the staff is "
+                f"in another, every pitch on it is off")
+    return f"{doubt}; if it is wrong, every pitch on that staff is off"
 
 
 def _session(path: Path, device: str, threads: int | None):

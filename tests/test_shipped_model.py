@@ -49,11 +49,12 @@ def test_midi_is_written_readable_like_any_other_file(tmp_path):
     assert len(notes) > 60
 
 
-def test_an_erased_clef_is_flagged_and_a_printed_one_is_not():
+def test_an_erased_clef_is_flagged_and_read_in_g2_and_a_printed_one_is_not():
     import warnings
 
     import cv2
     from omr import Recognizer
+    from omr.decode import CLEF_DOUBT, DecodeOptions
     from omr.staves import detect_staves
 
     page = cv2.imread(str(PAGE), cv2.IMREAD_GRAYSCALE)
@@ -68,4 +69,42 @@ def test_an_erased_clef_is_flagged_and_a_printed_one_is_not():
         assert not caught and all(s.clef_confidence > 0.99 for s in intact.staves)
         damaged = rec.read_array(erased)
     assert len(caught) >= len(damaged.staves) // 2
-    assert all("clef read as" in str(w.message) for w in caught)
+    assert all("clef unclear" in str(w.message) for w in caught)
+    # The page is in G2, the clef painted before a doubtful one: those staves read nearly as the
+    # intact ones (the erasure took the key signature too, so F# reads F), and far better than
+    # the network's own guess at their clef.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        guessed = Recognizer(decoding=DecodeOptions(paint_clef=False)).read_array(erased)
+    repainted = [k for k, s in enumerate(damaged.staves) if s.clef_read]
+    assert repainted
+    for k in repainted:
+        truth = [list(intact.staves[k].tokens)]
+        assert damaged.staves[k].tokens[0] == "clef-G2"
+        assert damaged.staves[k].clef_confidence < CLEF_DOUBT
+        ser = _ser([list(damaged.staves[k].tokens)], truth)
+        assert ser < 0.3 and ser < _ser([list(guessed.staves[k].tokens)], truth) / 2
+
+
+def test_omr_run_reads_a_clefless_staff_in_g2_unless_told_to_keep_the_guess(tmp_path):
+    import json
+
+    import cv2
+    from omr.staves import detect_staves
+
+    page = cv2.imread(str(PAGE), cv2.IMREAD_GRAYSCALE)
+    for staff in detect_staves(page):
+        x0, y0, x1, y1 = staff.bbox
+        page[y0:y1, x0:x0 + (x1 - x0) // 30] = 255
+    erased = tmp_path / "erased.png"
+    cv2.imwrite(str(erased), page)
+    staves = {}
+    for flags in ([], ["--keep-clef"]):
+        run = subprocess.run([sys.executable, "-m", "omr.cli", str(erased), "--format", "jsonl",
+                              *flags], capture_output=True, text=True, timeout=120, check=False)
+        assert run.returncode == 0, run.stderr
+        assert "clef unclear" in run.stderr
+        staves[bool(flags)] = json.loads(run.stdout)["staves"]
+    painted = [s for s in staves[False] if "clef_read" in s]
+    assert painted and all(s["tokens"][0] == "clef-G2" for s in painted)
+    assert not any("clef_read" in s for s in staves[True])

@@ -15,9 +15,9 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-from omr.decode import Decoded, DecodeOptions, decode
+from omr.clef import reread_doubtful
+from omr.decode import CLEF_DOUBT, Decoded, DecodeOptions, decode
 from omr.geometry import STAFF_FRACTION
-from omr.recognize import CLEF_DOUBT
 
 from .augment import AugmentOptions, augment
 from .dataset import Sample, collate, read_folder
@@ -35,6 +35,7 @@ class EvalOptions:
     seed: int = 1234
     batch_size: int = 16
     metre: bool = True  # the runtime's metre check after the best path (False: the bare network)
+    paint_clef: bool = True  # a doubtful clef read again as the runtime does (omr.clef)
     damaged_start: float = 0.0  # synthetic, augmented: share of staves with the clef damaged
 
 
@@ -51,6 +52,12 @@ class _TorchModel:
         self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
     def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
+        reads = self._decode(crops)
+        if not self.decoding.paint_clef:
+            return reads
+        return reread_doubtful(crops, reads, self.fraction, self._decode)
+
+    def _decode(self, crops: list[np.ndarray]) -> list[Decoded]:
         batch, widths = collate(crops)
         with self.torch.no_grad():
             lp = self.model(self.torch.from_numpy(batch)).numpy()
@@ -66,8 +73,7 @@ class _OnnxModel:
         self.height, self.fraction = self.rec.info.input_height, self.rec.info.staff_fraction
 
     def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
-        lp, lengths = self.rec.run(crops)
-        return [decode(row[:n], self.rec.info.vocab, self.rec.decoding) for row, n in zip(lp, lengths)]
+        return self.rec.decode(crops)
 
 
 def load_any(path: Path, decoding: DecodeOptions | None = None):
@@ -110,8 +116,13 @@ def clef_doubt_report(rows: list[dict], threshold: float = CLEF_DOUBT) -> str:
     the figures CLEF_DOUBT is chosen on."""
     wrong = [r["clef_confidence"] for r in rows if not r["clef_right"]]
     right = [r["clef_confidence"] for r in rows if r["clef_right"]]
-    return (f"  clef doubt (below {threshold:.2f}): flags {_below(wrong, threshold)} of {len(wrong)} "
+    line = (f"  clef doubt (below {threshold:.2f}): flags {_below(wrong, threshold)} of {len(wrong)} "
             f"clefs read wrong, {_below(right, threshold)} of {len(right)} read right")
+    assumed = [r for r in rows if r.get("clef_assumed")]
+    if assumed:
+        hits = sum(r["clef_assumed"] == _first_clef(r["reference"]) for r in assumed)
+        line += f"; {len(assumed)} read again in a painted G2, rightly for {hits}"
+    return line
 
 
 def _below(values: list[float], threshold: float) -> int:
@@ -155,7 +166,8 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
             rows.append({"id": s.id, "ser": edits / max(tokens, 1), "edits": edits, "tokens": tokens,
                          "prediction": pred, "reference": list(s.tokens), "font": s.font,
                          "clef": read.clef, "clef_confidence": read.clef_confidence,
-                         "clef_right": read.clef == _first_clef(s.tokens)})
+                         "clef_right": read.clef == _first_clef(s.tokens),
+                         "clef_assumed": read.clef_assumed})
         if progress:
             progress(len(chunk))
     return score_counts([counts(r) for r in rows]), rows
@@ -175,7 +187,10 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
 @click.option("--damaged-start", default=0.0, show_default=True,
               help="Synthetic folders, with --augment: share of staves whose start (clef, key) "
                    "is cut, smeared, blotted or twisted, as omr-train --damaged-start does.")
-@click.option("--greedy", is_flag=True, help="Best path only, without the metre check: the bare network.")
+@click.option("--greedy", is_flag=True, help="Best path only, without the metre check or the "
+              "second reading of a doubtful clef: the bare network.")
+@click.option("--keep-clef", is_flag=True, help="Do not read a staff whose clef is doubtful "
+              "again with a treble clef painted before it (the runtime does).")
 @click.option("--errors", "top", default=0, show_default=True,
               help="Also list the N commonest kinds of error and exact confusions.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path),
@@ -184,11 +199,12 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
               help="A second model, read on the same staves: is the difference more than the "
                    "test set's noise?")
 def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: float,
-         drop_tie: bool, limit: int, seed: int, damaged_start: float, greedy: bool, top: int,
-         json_out: Path | None, against: Path | None) -> None:
+         drop_tie: bool, limit: int, seed: int, damaged_start: float, greedy: bool,
+         keep_clef: bool, top: int, json_out: Path | None, against: Path | None) -> None:
     """Report SER and sequence error rate of MODEL_PATH on FOLDER."""
     opt = EvalOptions("distorted" if distorted else "clean", split, strength, drop_tie, limit,
-                      seed, metre=not greedy, damaged_start=damaged_start)
+                      seed, metre=not greedy, damaged_start=damaged_start,
+                      paint_clef=not (greedy or keep_clef))
     model = _load(model_path, opt)
     other = _load(against, opt) if against else None  # a bad file fails before the long read
     samples, synthetic = staves_of(folder, opt)  # read once, for both models
@@ -215,7 +231,7 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
 
 def _load(model_path: Path, opt: EvalOptions):
     try:
-        return load_any(model_path, DecodeOptions(metre=opt.metre))
+        return load_any(model_path, DecodeOptions(metre=opt.metre, paint_clef=opt.paint_clef))
     except (ValueError, RuntimeError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
 

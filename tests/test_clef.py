@@ -1,0 +1,67 @@
+"""The treble clef painted before a staff whose clef the network cannot see (omr.clef)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from omr.clef import PAINTED, PATCH, _adopt, painted
+from omr.decode import Decoded
+
+HEIGHT, FRACTION = 96, 0.30
+
+
+def staff_crop(width: int = 200) -> np.ndarray:
+    """Five lines on paper in the model's layout, a smudge where the clef was."""
+    crop = np.full((HEIGHT, width), 230, np.uint8)
+    top = HEIGHT * (1 - FRACTION) / 2
+    for k in range(5):
+        crop[round(top + k * FRACTION * HEIGHT / 4), :] = 20
+    crop[30:70, 3:15] = 60
+    return crop
+
+
+def line_rows(image: np.ndarray) -> list[int]:
+    """Rows darker than paper right across (a scaled-down line is grey, not black)."""
+    profile = image.max(axis=1).astype(float)
+    return [int(r) for r in np.flatnonzero(profile < profile.max() - 40)]
+
+
+def test_the_shipped_clef_is_the_one_the_engine_engraves():
+    from omr_train.synth.clef_patch import clef_patch
+
+    shipped = cv2.imread(str(PATCH), cv2.IMREAD_GRAYSCALE)
+    drawn = clef_patch()
+    assert shipped.shape == drawn.shape
+    assert np.abs(shipped.astype(int) - drawn).max() <= 8
+
+
+def test_the_clef_is_painted_on_the_staffs_own_lines_and_the_smudge_goes():
+    crop = staff_crop()
+    out = painted(crop, FRACTION, clef_end=0.05)
+    added = out.shape[1] - crop.shape[1]
+    assert out.shape[0] == HEIGHT and 10 < added < 60
+    lines = line_rows(crop)
+    # The painted stretch continues the crop's five lines, give or take a pixel of scaling.
+    seam = line_rows(out[:, added - 4:added])
+    assert all(min(abs(r - s) for s in lines) <= 1 for r in seam)
+    assert all(min(abs(r - s) for r in seam) <= 1 for s in lines)
+    assert (out[:, added:] == crop).all(axis=0)[40:].all()  # the staff itself is untouched
+    # Where the network put the clef, and two staff spaces past it, only the lines are left.
+    assert (out[30:70, added + 3:added + 15] > 128).mean() > 0.7
+    assert (out[:, added:] > 0).all()  # paper and ink at the crop's own levels, not 0/255
+    assert out[:, :added].max() <= crop.max()
+
+
+def read(tokens: list[str], clef: str = "", confidence: float = 1.0) -> Decoded:
+    return Decoded(tokens, 0.9, 0, clef, confidence)
+
+
+def test_the_second_reading_is_kept_only_when_it_reads_the_painted_clef():
+    first = read(["clef-C4", "note-E3_quarter"], "clef-C4", 0.6)
+    again = _adopt(first, read([PAINTED, "note-F4_quarter"], PAINTED, 0.99))
+    assert again.tokens == [PAINTED, "note-F4_quarter"] and again.clef_assumed == PAINTED
+    assert (again.clef, again.clef_confidence) == ("clef-C4", 0.6)  # what the network first read
+    assert _adopt(first, read(["clef-C3", "note-E3_quarter"], "clef-C3")) is first
+    # The staff's own clef seen after the painted one: its reading, without the painted clef.
+    own = _adopt(first, read([PAINTED, "clef-F4", "note-G2_quarter"], PAINTED))
+    assert own.tokens == ["clef-F4", "note-G2_quarter"] and not own.clef_assumed
