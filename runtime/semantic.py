@@ -30,11 +30,6 @@ DOT_FACTOR = {0: 1.0, 1: 1.5, 2: 1.75}
 STEPS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 ALTERS = {"": 0, "#": 1, "b": -1, "##": 2, "bb": -2}
 CLEFS = ("G2", "G1", "C1", "C2", "C3", "C4", "C5", "F3", "F4", "F5")
-# The note on each clef's bottom line, in diatonic steps from C0 (7 to the octave): E4 for G2.
-CLEF_BOTTOM = {"G2": 30, "G1": 32, "C1": 28, "C2": 26, "C3": 24, "C4": 22, "C5": 20,
-               "F3": 20, "F4": 18, "F5": 16}
-LETTERS = "CDEFGAB"
-SHARP_ORDER = "FCGDAEB"  # the order sharps enter a key signature; flats enter in reverse
 # Major keys by number of sharps (positive) or flats (negative).
 KEYS = {"C": 0, "G": 1, "D": 2, "A": 3, "E": 4, "B": 5, "F#": 6, "C#": 7,
         "F": -1, "Bb": -2, "Eb": -3, "Ab": -4, "Db": -5, "Gb": -6, "Cb": -7}
@@ -274,15 +269,6 @@ def _grace_notes(graces: list[Note], time: float, length: float, notes: list[Not
     for k, grace in enumerate(graces):
         notes.append(NoteEvent(grace.pitch, time + k * each, each))
     return each * len(graces)
-
-
-def key_alter(fifths: int, step: str) -> int:
-    """The alteration a key signature of `fifths` (sharps > 0, flats < 0) gives to `step`."""
-    if fifths > 0:
-        return 1 if step in SHARP_ORDER[:fifths] else 0
-    if fifths < 0:
-        return -1 if step in SHARP_ORDER[::-1][:-fifths] else 0
-    return 0
 
 
 def note_token(note: Note) -> str:

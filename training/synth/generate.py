@@ -14,13 +14,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from omr.semantic import CLEF_BOTTOM, CLEFS
+from omr.semantic import CLEFS
 
 from .corpus import split_of
 from .engrave import FONTS, HELD_OUT_FONT, Engraver, RenderStyle, engrave
 from .mei import Clutter, close_ties, snippet_to_mei
 from .music import Snippet, semantic_tokens, transpose
-from .procedural import random_snippet
+from .procedural import CLEF_BOTTOM, random_snippet
 
 SPLITS = (("train", 0.9), ("val", 0.05), ("test", 0.05))
 TRAIN_FONTS = tuple(f for f in FONTS if f != HELD_OUT_FONT)

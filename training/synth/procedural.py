@@ -11,17 +11,20 @@ from dataclasses import replace
 from itertools import pairwise
 
 import numpy as np
-from omr.semantic import CLEF_BOTTOM, CLEFS, key_alter
+from omr.semantic import CLEFS
 
-from .music import DURATIONS, STEPS, Event, Snippet
+from .music import DURATIONS, STEPS, Event, Snippet, key_alter
 
 TIMES = ["C", "C/", "2/4", "3/4", "4/4", "6/8", "3/8", "2/2", "3/2", "9/8", "12/8", "6/4",
          "5/4", "3/1", "2/1", "4/2", "2/8", "7/8"]
 TIME_WEIGHTS = np.array([12, 10, 8, 10, 6, 6, 4, 4, 3, 2, 2, 2, 1, 1.5, 1, 1, 0.5, 0.5])
-CLEF_WEIGHTS = np.array([30, 2, 12, 3, 8, 6, 2, 2, 15, 1.5])  # order of music.CLEFS
+CLEF_WEIGHTS = np.array([30, 2, 12, 3, 8, 6, 2, 2, 15, 1.5])  # order of omr.semantic.CLEFS
 DUR_NAMES = ["quadruple_whole", "double_whole", "whole", "half", "quarter", "eighth", "sixteenth", "thirty_second",
              "sixty_fourth"]
 DUR_WEIGHTS = np.array([0.1, 1.0, 2, 6, 12, 12, 6, 1.5, 0.4])
+# Diatonic index (C0 = 0) of the bottom staff line for each clef.
+CLEF_BOTTOM = {"G2": 30, "G1": 32, "C1": 28, "C2": 26, "C3": 24, "C4": 22, "C5": 20,
+               "F3": 20, "F4": 18, "F5": 16}
 
 
 def measure_quarters(time: str | None) -> float:
