@@ -23,6 +23,20 @@ def _ser(pred: list[list[str]], ref: list[list[str]]) -> float:
     return score(zip(pred, ref)).ser
 
 
+def _erased_page():
+    """The example page, and the same page with each staff's clef erased, as a photo's edge
+    cuts it off."""
+    import cv2
+    from omr.staves import detect_staves
+
+    page = cv2.imread(str(PAGE), cv2.IMREAD_GRAYSCALE)
+    erased = page.copy()
+    for staff in detect_staves(page):
+        x0, y0, x1, y1 = staff.bbox
+        erased[y0:y1, x0:x0 + (x1 - x0) // 30] = 255
+    return page, erased
+
+
 def test_example_page_reads_back_its_own_labels(tmp_path):
     out = tmp_path / "page.semantic"
     run = subprocess.run([sys.executable, "-m", "omr.cli", str(PAGE), "--format", "semantic",
@@ -52,16 +66,10 @@ def test_midi_is_written_readable_like_any_other_file(tmp_path):
 def test_an_erased_clef_is_flagged_and_read_in_g2_and_a_printed_one_is_not():
     import warnings
 
-    import cv2
     from omr import Recognizer
     from omr.decode import CLEF_DOUBT, DecodeOptions
-    from omr.staves import detect_staves
 
-    page = cv2.imread(str(PAGE), cv2.IMREAD_GRAYSCALE)
-    erased = page.copy()
-    for staff in detect_staves(page):
-        x0, y0, x1, y1 = staff.bbox
-        erased[y0:y1, x0:x0 + (x1 - x0) // 30] = 255  # the clef, as a photo's edge cuts it off
+    page, erased = _erased_page()
     rec = Recognizer()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -90,14 +98,9 @@ def test_omr_run_reads_a_clefless_staff_in_g2_unless_told_to_keep_the_guess(tmp_
     import json
 
     import cv2
-    from omr.staves import detect_staves
 
-    page = cv2.imread(str(PAGE), cv2.IMREAD_GRAYSCALE)
-    for staff in detect_staves(page):
-        x0, y0, x1, y1 = staff.bbox
-        page[y0:y1, x0:x0 + (x1 - x0) // 30] = 255
     erased = tmp_path / "erased.png"
-    cv2.imwrite(str(erased), page)
+    cv2.imwrite(str(erased), _erased_page()[1])
     staves = {}
     for flags in ([], ["--keep-clef"]):
         run = subprocess.run([sys.executable, "-m", "omr.cli", str(erased), "--format", "jsonl",
