@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -39,6 +39,7 @@ class DetectedStaff:
     left: float
     right: float
     to_page: tuple[tuple[float, ...], ...]
+    system: int = 0  # 0-based, reading order: staves joined by a start barline, brace or bracket
 
     @property
     def box(self) -> StaffBox:
@@ -73,6 +74,7 @@ class _Work:
 
     binary: np.ndarray  # ink = 255
     lines: np.ndarray  # long horizontal strokes only
+    runs: np.ndarray  # horizontal runs of ink half a space long or more
     space: float
     to_page: np.ndarray  # 2x3 affine, working frame -> page pixels
 
@@ -82,23 +84,88 @@ def detect_staves(gray: np.ndarray) -> list[DetectedStaff]:
     work = _working_frame(gray)
     if work is None:
         return []
-    strip = max(32, int(8 * work.space))
+    strip = max(24, int(4 * work.space))
     candidates = [_five_line_groups(work, x0, min(x0 + strip, work.lines.shape[1]))
                   for x0 in range(0, work.lines.shape[1], strip)]
     found = [_choose(c, work.space) for c in candidates]
     tracks = [_refill(t, candidates, strip, work.space)
               for t in _link(found, strip, work.space)]
     staves = [_finish(track, work) for track in tracks]
-    staves = [s for s in staves if s is not None]
-    return sorted(staves, key=lambda s: float(np.median(s.tops)))
+    staves = sorted((s for s in staves if s is not None), key=lambda s: float(np.median(s.tops)))
+    return _systems(work, staves)
+
+
+def _systems(work: _Work, staves: list[DetectedStaff]) -> list[DetectedStaff]:
+    """Number the systems: a staff joins the one above when a straight stroke (the system's
+    start barline, a bracket) runs unbroken from the upper staff's bottom line to the lower's
+    top line near their left ends. A single-staff system has no such line; a grand staff
+    always has.
+
+    The staves of a system start at that barline: a brace or a bracket left of it, which the
+    lines' walk may have reached across their narrow gap, is not staff.
+    """
+    starts: list[list[float]] = [[] for _ in staves]
+    system, out = 0, staves[:1]
+    for k, (upper, lower) in enumerate(zip(staves, staves[1:])):
+        join = _joined(work, upper, lower)
+        if join is None:
+            system += 1
+        else:
+            starts[k].append(join[0])
+            starts[k + 1].append(join[1])
+        out.append(replace(lower, system=system))
+    return [_start_at(s, float(np.mean(x)), work.space) if x else s for s, x in zip(out, starts)]
+
+
+def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[float, float] | None:
+    """Where the rightmost line that joins the two staves near their left ends meets the upper
+    staff's bottom line and the lower staff's top line (x, x), if there is one.
+
+    The line may lean: perspective slants a system's barline as it tilts its staves."""
+    if abs(upper.left - lower.left) > 2 * work.space:
+        return None
+    h, w = work.binary.shape
+    x0 = int(max(0, min(upper.left, lower.left) - 2 * work.space))
+    x1 = int(min(w, max(upper.left, lower.left) + 1.0 * work.space)) + 1
+    xs = np.arange(x0, x1)
+    y0 = np.interp(xs, upper.xs, upper.bottoms)
+    y1 = np.interp(xs, lower.xs, lower.tops)
+    gap = float(np.median(y1 - y0))
+    if gap < work.space:
+        return None
+    t = np.linspace(0.0, 1.0, 48)[:, None]
+    rows = np.clip(np.round(y0[None, :] + t * (y1 - y0)[None, :]).astype(int), 0, h - 1)
+    best: tuple[float, float] | None = None
+    reach = int(np.ceil(0.08 * gap))  # a lean of up to about 4.5 degrees
+    for lean in range(-reach, reach + 1):
+        cols = np.clip(np.round(xs[None, :] + t * lean).astype(int), 0, w - 1)
+        filled = np.flatnonzero((work.binary[rows, cols] > 0).mean(axis=0) >= 0.8)
+        if len(filled) and (best is None or xs[filled[-1]] > best[0]):
+            best = float(xs[filled[-1]]), float(xs[filled[-1]] + lean)
+    return best
+
+
+def _start_at(staff: DetectedStaff, x: float, space: float) -> DetectedStaff:
+    """The staff with its left end moved to x (the system's barline), if x is near it."""
+    if abs(x - staff.left) > 2.5 * space or x >= staff.right:
+        return staff
+    xs, tops, bottoms = (np.array(v) for v in (staff.xs, staff.tops, staff.bottoms))
+    top, bottom = (float(_extend(xs, v, np.array([x]))[0]) for v in (tops, bottoms))
+    keep = xs > x
+    return replace(staff, xs=(x, *xs[keep].tolist()), tops=(top, *tops[keep].tolist()),
+                   bottoms=(bottom, *bottoms[keep].tolist()), left=x)
 
 
 def _working_frame(gray: np.ndarray) -> _Work | None:
     scale = min(1.0, WORK_SIZE / max(gray.shape))
-    small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale,
-                                                 interpolation=cv2.INTER_AREA)
-    binary = _binarise(small)
-    space = _staff_space(binary)
+    small, binary, space = _reduced(gray, scale)
+    # Work where a staff space is about 10 pixels: small print in a 3-megapixel photo needs
+    # more than the long side at WORK_SIZE, large print much less (and is faster).
+    if space is not None and (space < 7 and scale < 1.0 or space > 14):
+        wanted = min(1.0, scale * 10.0 / space)
+        if abs(wanted - scale) > 0.1 * scale:
+            scale = wanted
+            small, binary, space = _reduced(gray, scale)
     if space is None:
         return None
     angle = _skew_angle(_long_strokes(binary, space), space)
@@ -106,13 +173,26 @@ def _working_frame(gray: np.ndarray) -> _Work | None:
     if abs(angle) > 0.1:
         h, w = small.shape
         rotation[:2] = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
-        paper = float(np.percentile(small, 90))
+        paper = _paper_level(small)
         small = cv2.warpAffine(small, rotation[:2], (w, h), flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=paper)
         binary = _binarise(small)
     # Working frame -> reduced page (undo rotation) -> page pixels (undo scale).
     to_page = (np.diag([1.0 / scale, 1.0 / scale, 1.0]) @ np.linalg.inv(rotation))[:2]
-    return _Work(binary, _long_strokes(binary, space), space, to_page)
+    # Faint lines (blur, a shadow, thin grey print) break up in the threshold; as ridges that
+    # are darker than the paper half a space above and below them they stay whole.
+    ridges = _line_ridges(small, space)
+    binary = cv2.bitwise_or(binary, ridges)
+    runs = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(
+        cv2.MORPH_RECT, (max(3, int(0.5 * space)), 1)))
+    return _Work(binary, _long_strokes(runs, space), runs, space, to_page)
+
+
+def _reduced(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float | None]:
+    small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale,
+                                                 interpolation=cv2.INTER_AREA)
+    binary = _binarise(small)
+    return small, binary, _staff_space(binary)
 
 
 def _binarise(gray: np.ndarray) -> np.ndarray:
@@ -145,23 +225,50 @@ def _staff_space(binary: np.ndarray) -> float | None:
     return float(np.average(np.arange(lo, hi), weights=counts[lo:hi]))
 
 
-def _long_strokes(binary: np.ndarray, space: float) -> np.ndarray:
-    # Longer than a notehead or a text glyph, short enough to survive a little skew.
-    length = max(9, int(3 * space))
-    return cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(
+def _line_ridges(gray: np.ndarray, space: float) -> np.ndarray:
+    """Thin horizontal dark lines: rows darker than both rows `reach` above and below them,
+    after smoothing along the line so that noise and JPEG blocks average out."""
+    along = max(3, int(space)) | 1
+    smooth = cv2.blur(gray, (along, 1)).astype(np.int16)
+    reach = max(2, round(0.35 * space))
+    above = np.empty_like(smooth)
+    below = np.empty_like(smooth)
+    above[reach:], above[:reach] = smooth[:-reach], smooth[:reach]
+    below[:-reach], below[-reach:] = smooth[reach:], smooth[-reach:]
+    depth = np.minimum(above, below) - smooth
+    # Deeper than the paper's own grain: a blurred line in a dim photo is only 10-20 grey
+    # levels deep, a noisy page's grain almost as much.
+    sample = depth[::4, ::4].astype(np.float32)
+    noise = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    return np.where(depth > max(6.0, 4.0 * noise), 255, 0).astype(np.uint8)
+
+
+def _long_strokes(binary: np.ndarray, space: float, spaces: float = 3.0) -> np.ndarray:
+    """Ink that is part of a stroke at least `spaces` long and near level: longer than a
+    notehead or a text glyph.
+
+    The stroke is thickened by a fifth of a space up and down before it is measured, so that a
+    thin line that still slopes after deskewing (perspective, a curl) keeps its length; the
+    ink itself is then returned at its own thickness.
+    """
+    length = max(9, int(spaces * space))
+    reach = max(1, round(0.2 * space))
+    thick = cv2.dilate(binary, np.ones((2 * reach + 1, 1), np.uint8))
+    long = cv2.morphologyEx(thick, cv2.MORPH_OPEN, cv2.getStructuringElement(
         cv2.MORPH_RECT, (length, 1)))
+    return cv2.bitwise_and(long, binary)
 
 
 def _skew_angle(lines: np.ndarray, space: float) -> float:
     """The page's rotation in degrees: the shear that makes the row profile of lines sharpest.
 
     Staff lines project onto few rows only when the projection follows their slope; the sum of
-    squared row counts measures that. Coarse search to 5 degrees, then a fine one.
+    squared row counts measures that. Coarse search to 10 degrees (a page photographed by hand tilts up to 8), then a fine one.
     """
     ys, xs = np.nonzero(lines)
     if len(ys) < 100:
         return 0.0
-    pick = slice(None, None, max(1, len(ys) // 60000))
+    pick = slice(None, None, max(1, len(ys) // 30000))
     ys, xs = ys[pick].astype(np.float64), xs[pick].astype(np.float64) - lines.shape[1] / 2.0
 
     def sharpness(angle: float) -> float:
@@ -169,7 +276,7 @@ def _skew_angle(lines: np.ndarray, space: float) -> float:
         counts = np.bincount(rows - rows.min())
         return float(np.dot(counts, counts))
 
-    best = max(np.arange(-5.0, 5.01, 0.5), key=sharpness)
+    best = max(np.arange(-10.0, 10.01, 0.5), key=sharpness)
     best = max(np.arange(best - 0.5, best + 0.51, 0.05), key=sharpness)
     # cv2.getRotationMatrix2D turns counter-clockwise for positive angles; lines sloping down
     # to the right (positive here, y grows downwards) need exactly that.
@@ -190,35 +297,72 @@ def _row_peaks(profile: np.ndarray, space: float) -> tuple[np.ndarray, np.ndarra
     return (starts[thin] + ends[thin] - 1) / 2.0, np.stack([starts[~thin], ends[~thin]], 1)
 
 
+SHEARS = (0.0, -0.035, 0.035, -0.07, 0.07, -0.105, 0.105)  # residual slopes a strip's profile is taken along
+
+
+def _sheared_profile(strip: np.ndarray) -> np.ndarray:
+    """The strip's row profile (0..1) along the slope that makes it sharpest.
+
+    One rotation cannot level every staff of a photographed page: perspective tilts the top
+    staves one way and the bottom ones the other, and a curl bends each. Measured along its own
+    slope, a strip's lines stay thin peaks.
+    """
+    w = strip.shape[1]
+    best, best_score = None, -1.0
+    for shear in SHEARS:
+        if shear == 0.0:
+            profile = strip.mean(axis=1) / 255.0
+        else:
+            m = np.float32([[1, 0, 0], [shear, 1, -shear * w / 2.0]])
+            moved = cv2.warpAffine(strip, m, (w, strip.shape[0]), flags=cv2.INTER_NEAREST
+                                   | cv2.WARP_INVERSE_MAP)
+            profile = moved.mean(axis=1) / 255.0
+        score = float(profile @ profile)
+        if score > best_score * 1.05:  # level unless a slope is clearly sharper
+            best, best_score = profile, score
+    return best
+
+
 def _five_line_groups(work: _Work, x0: int, x1: int) -> list[tuple[float, float, float]]:
     """(cost, top, bottom) of every plausible group of five evenly spaced lines in x0..x1.
 
     At least three lines must be thin peaks; the others may hide under thick runs (beams).
     """
-    profile = work.lines[:, x0:x1].mean(axis=1) / 255.0
-    peaks, thick = _row_peaks(profile, work.space)
-    candidates: list[tuple[float, float, float]] = []
+    peaks, thick = _row_peaks(_sheared_profile(work.lines[:, x0:x1]), work.space)
     if len(peaks) < 3:
-        return candidates
-    for i, top in enumerate(peaks):
-        for d in peaks[i + 1:i + 5] - top:
-            for step in (1, 2):  # the next thin peak may be the second line below
-                spacing = d / step
-                if not 0.6 * work.space <= spacing <= 1.5 * work.space:
-                    continue
-                expected = top + spacing * np.arange(5)
-                gaps = np.abs(peaks[None, :] - expected[:, None])
-                hit = gaps.min(axis=1) < 0.3 * spacing
-                hidden = ((thick[None, :, 0] <= expected[:, None])
-                          & (expected[:, None] < thick[None, :, 1])).any(axis=1)
-                if hit.sum() < 3 or not (hit | hidden).all():
-                    continue
-                matched = peaks[gaps.argmin(axis=1)][hit]
-                slope, offset = np.polyfit(np.arange(5)[hit], matched, 1)
-                error = float(np.abs(offset + slope * np.arange(5)[hit] - matched).mean())
-                cost = error / spacing + abs(slope - work.space) / work.space + 0.3 * (5 - hit.sum())
-                candidates.append((cost, offset, offset + 4 * slope))
-    return candidates
+        return []
+    # Every (top line, a later thin peak 1-4 peaks down, 1 or 2 spaces below) at once.
+    n = len(peaks)
+    first = np.repeat(np.arange(n), 8)
+    second = first + np.tile(np.repeat(np.arange(1, 5), 2), n)
+    steps = np.tile([1.0, 2.0], 4 * n)
+    keep = second < n
+    first, second, steps = first[keep], second[keep], steps[keep]
+    spacing = (peaks[second] - peaks[first]) / steps
+    keep = (spacing >= 0.6 * work.space) & (spacing <= 1.5 * work.space)
+    first, spacing = first[keep], spacing[keep]
+    if not len(first):
+        return []
+    index = np.arange(5.0)
+    expected = peaks[first][:, None] + spacing[:, None] * index  # candidate x line
+    gaps = np.abs(peaks[None, None, :] - expected[:, :, None])
+    hit = gaps.min(axis=2) < 0.3 * spacing[:, None]
+    hidden = ((thick[None, None, :, 0] <= expected[:, :, None])
+              & (expected[:, :, None] < thick[None, None, :, 1])).any(axis=2)
+    ok = (hit.sum(axis=1) >= 3) & (hit | hidden).all(axis=1)
+    hit, spacing, gaps = hit[ok], spacing[ok], gaps[ok]
+    matched = peaks[gaps.argmin(axis=2)]
+    # A straight line through the matched peaks (weights: hit or not), in closed form.
+    w = hit.astype(np.float64)
+    count = w.sum(axis=1)
+    mean_i = (w * index).sum(axis=1) / count
+    mean_y = (w * matched).sum(axis=1) / count
+    di = index[None, :] - mean_i[:, None]
+    slope = (w * di * (matched - mean_y[:, None])).sum(axis=1) / (w * di * di).sum(axis=1)
+    offset = mean_y - slope * mean_i
+    error = (w * np.abs(offset[:, None] + slope[:, None] * index - matched)).sum(axis=1) / count
+    cost = error / spacing + np.abs(slope - work.space) / work.space + 0.3 * (5 - count)
+    return list(zip(cost.tolist(), offset.tolist(), (offset + 4 * slope).tolist()))
 
 
 def _choose(candidates: list[tuple[float, float, float]], space: float) -> list[tuple[float, float]]:
@@ -240,11 +384,13 @@ def _refill(track: list[tuple[float, float, float]], candidates: list[list[tuple
     xs = np.array([x for x, _, _ in track])
     centres = np.array([(t + b) / 2.0 for _, t, b in track])
     out: list[tuple[float, float, float]] = []
+    at = (np.arange(len(candidates)) + 0.5) * strip
+    path = _extend(xs, centres, at)
     for k, options in enumerate(candidates):
-        x = (k + 0.5) * strip
+        x = float(at[k])
         if x < xs[0] - 3 * strip or x > xs[-1] + 3 * strip:
             continue
-        predicted = float(_extend(xs, centres, np.array([x]))[0])
+        predicted = float(path[k])
         near = [(abs((t + b) / 2.0 - predicted), cost, t, b) for cost, t, b in options
                 if abs((t + b) / 2.0 - predicted) < 0.5 * space]
         if near:
@@ -262,7 +408,7 @@ def _link(found: list[list[tuple[float, float]]], strip: int,
         taken: set[int] = set()
         for top, bottom in groups:
             centre = (top + bottom) / 2.0
-            best, best_gap = None, 1.5 * space
+            best, best_gap = None, 1.0 * space
             for t, track in enumerate(tracks):
                 gap = abs(_predict(track, x) - centre)
                 if t not in taken and track[-1][0] < x and gap < best_gap:
@@ -274,8 +420,9 @@ def _link(found: list[list[tuple[float, float]]], strip: int,
                 tracks[best].append((x, top, bottom))
                 taken.add(best)
     tracks = _merge(sorted(tracks, key=lambda t: t[0][0]), space)
-    longest = max((len(t) for t in tracks), default=0)
-    tracks = [t for t in tracks if len(t) >= max(2, 0.2 * longest)]
+    # Two strips (8 spaces) of five lines is already a staff: a short last system, or a part
+    # whose systems stop short of the margin, is no less one than the longest staff.
+    tracks = [t for t in tracks if len(t) >= 2]
     return _combine(tracks, space)
 
 
@@ -300,7 +447,8 @@ def _without_strays(track: list[tuple[float, float, float]],
                     space: float) -> list[tuple[float, float, float]]:
     """Drop points off the running median of the centre: a group shifted onto beams."""
     centres = np.array([(t + b) / 2.0 for _, t, b in track])
-    smooth = np.array([np.median(centres[max(0, i - 2):i + 3]) for i in range(len(centres))])
+    padded = np.pad(centres, 2, mode="edge")  # a running median of five, ends held
+    smooth = np.median(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1)
     return [p for p, c, m in zip(track, centres, smooth) if abs(c - m) < 0.75 * space]
 
 
@@ -336,54 +484,150 @@ def _finish(track: list[tuple[float, float, float]], work: _Work) -> DetectedSta
     xs, tops, bottoms = xs[good], tops[good], bottoms[good]
     if len(xs) == 0:
         return None
-    left, right = _extent(work, xs, tops, bottoms)
-    # Pin the track at both ends of the staff so that later interpolation stays on the lines.
-    ends = np.array([left, right])
-    tops = np.concatenate([[0.0], tops, [0.0]])
-    bottoms = np.concatenate([[0.0], bottoms, [0.0]])
-    tops[[0, -1]] = _extend(xs, tops[1:-1], ends)
-    bottoms[[0, -1]] = _extend(xs, bottoms[1:-1], ends)
-    xs = np.concatenate([[left - 1e-3], xs, [right + 1e-3]])
+    xs, tops, bottoms = _extent(work, xs, tops, bottoms)
+    left, right = float(xs[0]), float(xs[-1])
+    if right - left < 6 * work.space:  # too short for a clef and a bar: not a staff
+        return None
     return DetectedStaff(tuple(xs.tolist()), tuple(tops.tolist()), tuple(bottoms.tolist()),
                          left, right, tuple(map(tuple, work.to_page.tolist())))
 
 
 def _extend(xs: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Values at `at`: interpolated inside the track, extrapolated along its end slopes."""
+    """Values at `at`: interpolated inside the track, extrapolated past its ends along a curve.
+
+    The curve is a parabola through the whole track when it is long enough: a page's curl and
+    perspective bend a staff smoothly, and the few points at a track's end are the noisiest.
+    """
     out = np.interp(at, xs, values)
     if len(xs) >= 2:
-        head = np.polyfit(xs[:4], values[:4], 1)
-        tail = np.polyfit(xs[-4:], values[-4:], 1)
-        out = np.where(at < xs[0], np.polyval(head, at), out)
-        out = np.where(at > xs[-1], np.polyval(tail, at), out)
+        degree = 2 if len(xs) >= 6 and xs[-1] - xs[0] > 0 else 1
+        fit = np.polyfit(xs - xs[0], values, degree)
+        head = np.polyval(fit, at - xs[0]) + (values[0] - np.polyval(fit, 0.0))
+        tail = np.polyval(fit, at - xs[0]) + (values[-1] - np.polyval(fit, xs[-1] - xs[0]))
+        out = np.where(at < xs[0], head, out)
+        out = np.where(at > xs[-1], tail, out)
     return out
 
 
+ROW_STEP = 0.1  # the straightened strip's rows, in staff spaces
+SHIFT = 6  # rows the lines may drift from their prediction within one stretch of the walk
+STRETCH = 4.0  # staff spaces walked on one prediction before it is made again
+
+
 def _extent(work: _Work, xs: np.ndarray, tops: np.ndarray,
-            bottoms: np.ndarray) -> tuple[float, float]:
-    """Left and right end of the staff lines: columns where at least 3 of the 5 lines have ink."""
-    h, w = work.lines.shape
-    thick = cv2.dilate(work.lines, np.ones((3, 1), np.uint8))
-    cols = np.arange(w)
-    top, bottom = _extend(xs, tops, cols), _extend(xs, bottoms, cols)
-    rows = top[None, :] + (bottom - top)[None, :] * np.arange(5)[:, None] / 4.0
-    rows = np.clip(np.round(rows).astype(int), 0, h - 1)
-    covered = (thick[rows, cols[None, :]] > 0).sum(axis=0) >= 3
-    # Walk out from the detected range, bridging gaps shorter than two spaces.
-    bridge = int(2 * work.space) + 1
-    left = int(xs[0])
-    while left > 0:
-        window = np.flatnonzero(covered[max(0, left - bridge):left])
-        if len(window) == 0:
+            bottoms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The track followed out to both ends of the staff lines: xs, tops, bottoms with the
+    walked points added (every few blocks, and the two ends)."""
+    left = _follow(work, xs, tops, bottoms, -1)
+    right = _follow(work, xs, tops, bottoms, 1)
+    lo, hi = left[-1][0], right[-1][0]
+    inner = [p for p in zip(xs, tops, bottoms) if lo < p[0] < hi]
+    out = sorted(set(left[:-1:4] + right[:-1:4] + inner)) if lo < hi else []
+    out = [left[-1]] + [p for p in out if lo < p[0] < hi] + [right[-1]]
+    return tuple(np.array(v, dtype=np.float64) for v in zip(*out))
+
+
+def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
+            direction: int) -> list[tuple[float, float, float]]:
+    """Walk the staff's lines out from one end of its track, block by block (a third of a
+    space): (x, top, bottom) of each block on the staff, outwards; the last is the end.
+
+    A block is on the staff where 4 of its 5 lines have ink. Under a clef, a key or a time
+    signature the line and the sign are both ink, so the walk goes through them; a gap in the
+    lines longer than 1.5 spaces (paper, a word) ends it. The lines are predicted a stretch at
+    a time along the slope of what was walked last, and may drift from the prediction block by
+    block: a curled or foreshortened staff bends away from any one straight line. Outer blocks
+    whose lines have no runs of ink half a space long (a brace, a bracket) are dropped.
+    """
+    h, w = work.binary.shape
+    space = work.space
+    block = max(2, round(space / 3))
+    count = max(2, int(STRETCH * space / block))
+    bridge = int(3.0 * space / block) + 1
+    end = 0 if direction < 0 else -1
+    points = [(float(xs[end]), float(tops[end]), float(bottoms[end]), True)]
+    u = np.arange(-(SHIFT + 1) * ROW_STEP, 4 + (SHIFT + 1.5) * ROW_STEP, ROW_STEP)
+    slope = _end_slope(xs, tops, bottoms, end, space)
+    gap = 0
+    while gap <= bridge:
+        x, top, bottom, _ = points[-1]
+        cols = x + direction * (np.arange(count * block) + 1.0)
+        cols = cols[(cols >= 0) & (cols <= w - 1)]
+        blocks = len(cols) // block
+        if blocks == 0:
             break
-        left = max(0, left - bridge) + int(window[0])
-    right = int(xs[-1])
-    while right < w - 1:
-        window = np.flatnonzero(covered[right + 1:right + 1 + bridge])
-        if len(window) == 0:
+        cols = cols[:blocks * block]
+        t = top + slope[0] * (cols - x)
+        b = bottom + slope[1] * (cols - x)
+        grid = (np.broadcast_to(cols[None, :], (len(u), len(cols))).astype(np.float32),
+                (t[None, :] + (b - t)[None, :] * u[:, None] / 4.0).astype(np.float32))
+        hits = _line_hits(cv2.remap(work.binary, *grid, cv2.INTER_LINEAR), blocks, block)
+        runs = _line_hits(cv2.remap(work.runs, *grid, cv2.INTER_LINEAR), blocks, block)
+        drift, found = 0, len(points)
+        for k in range(blocks):
+            lo, hi = max(0, drift - 1 + SHIFT), min(2 * SHIFT, drift + 1 + SHIFT)
+            best = lo + int(np.argmax(hits[lo:hi + 1, k]))
+            if hits[best, k] < 4:
+                gap += 1
+                if gap > bridge:
+                    break
+                continue
+            if hits[drift + SHIFT, k] < hits[best, k]:
+                drift = best - SHIFT
+            c = (k + 0.5) * block
+            i = min(len(cols) - 1, int(c))
+            offset = drift * ROW_STEP * (b[i] - t[i]) / 4.0
+            points.append((float(cols[i]), float(t[i] + offset), float(b[i] + offset),
+                           bool(runs[drift + SHIFT, k] >= 4)))
+            gap = 0
+        if len(points) == found:
             break
-        right = right + 1 + int(window[-1])
-    return float(left), float(right)
+        slope = _walked_slope(points, space, slope)
+    return _trimmed(points, int(2.5 * space / block))
+
+
+def _end_slope(xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray, end: int,
+               space: float) -> tuple[float, float]:
+    """The top and bottom lines' slope at the track's `end`: a line through the track's points
+    within 12 spaces of it, or through its four nearest when those are sparser."""
+    order = np.argsort(np.abs(xs - xs[end]))
+    near = np.abs(xs - xs[end]) <= 12 * space
+    pick = order[:max(4, int(near.sum()))]
+    if len(pick) < 2 or np.ptp(xs[pick]) < space:
+        return 0.0, 0.0
+    return (float(np.polyfit(xs[pick], tops[pick], 1)[0]),
+            float(np.polyfit(xs[pick], bottoms[pick], 1)[0]))
+
+
+def _walked_slope(points: list, space: float, old: tuple[float, float]) -> tuple[float, float]:
+    recent = np.array([p[:3] for p in points if abs(p[0] - points[-1][0]) <= 8 * space])
+    if len(recent) < 3 or np.ptp(recent[:, 0]) < 2 * space:
+        return old
+    return float(np.polyfit(recent[:, 0], recent[:, 1], 1)[0]), \
+        float(np.polyfit(recent[:, 0], recent[:, 2], 1)[0])
+
+
+def _trimmed(points: list, most: int) -> list[tuple[float, float, float]]:
+    """The walk without its outer blocks whose lines have no long runs (at most `most`)."""
+    keep = len(points)
+    while keep > 1 and not points[keep - 1][3] and len(points) - keep < most:
+        keep -= 1
+    if keep > 1 and not points[keep - 1][3]:
+        keep = len(points)  # nothing but short ink for that long: a staff in a poor photo
+    return [p[:3] for p in points[:keep]]
+
+
+def _line_hits(strip: np.ndarray, n: int, block: int) -> np.ndarray:
+    """[drift, block]: how many of the 5 lines have ink in each block, at each drift (rows)."""
+    rows = strip.shape[0]
+    profile = cv2.resize(strip, (n, rows), interpolation=cv2.INTER_AREA) / 255.0
+    thick = np.maximum(np.maximum(profile[:-2], profile[1:-1]), profile[2:])  # line thickness
+    line_rows = (np.arange(5) / ROW_STEP + SHIFT).round().astype(int)
+    # The count of inked lines, plus a fraction for how squarely the comb sits on the ink:
+    # of two drifts that both find ink on every line, the centred one wins.
+    on = np.stack([thick[line_rows + d] for d in range(-SHIFT, SHIFT + 1)])
+    centred = np.stack([profile[line_rows + d + 1] for d in range(-SHIFT, SHIFT + 1)])
+    return (on > 0.5).sum(axis=1) + 0.1 * centred.mean(axis=1)
 
 
 def _apply(affine: np.ndarray, points: np.ndarray) -> np.ndarray:

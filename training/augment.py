@@ -223,3 +223,151 @@ def _photograph(img: np.ndarray, height: int, rng: np.random.Generator,
         _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 90))])
         out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     return out
+
+
+@dataclass(frozen=True)
+class PageShot:
+    """How a whole page was photographed (or scanned): drawn by `PageShot.random`."""
+
+    megapixels: float = 12.0
+    fill: float = 0.9  # the page's height over the photo's
+    angle: float = 0.0  # degrees
+    corners: tuple[float, ...] = (0.0,) * 8  # perspective: corner moves, as page fractions
+    bend: float = 0.0  # page curl: the lines' sag at the page's edges, in page heights
+    fan: float = 0.0  # how much more the top and bottom of the page curl than its middle
+    scan: bool = False  # a 1-bit scan: flat, nearly square, thresholded
+    desk: float = 90.0
+    light: float = 0.2
+    shadow: float = 0.0  # darkness of a hard shadow across part of the page
+    blur: float = 0.0  # sigma in pixels
+    noise: float = 4.0
+    lowres: float = 1.0  # <1: taken at this fraction of the size, then enlarged
+    jpeg: int = 90
+
+    @classmethod
+    def random(cls, rng: np.random.Generator) -> PageShot:
+        scan = bool(rng.random() < 0.12)
+        tilt = rng.uniform(-8, 8) if rng.random() < 0.4 else rng.normal(0, 2.0)
+        return cls(
+            megapixels=float(rng.uniform(3, 12)), fill=float(rng.uniform(0.72, 0.95)),
+            angle=float(rng.normal(0, 0.6) if scan else np.clip(tilt, -8, 8)),
+            corners=(0.0,) * 8 if scan else tuple(rng.uniform(-0.05, 0.05, 8).tolist()),
+            bend=0.0 if scan else float(rng.choice([0, 1, 1]) * rng.uniform(-0.02, 0.02)),
+            fan=0.0 if scan else float(rng.uniform(-0.02, 0.02)),
+            scan=scan, desk=float(rng.uniform(30, 200)), light=float(rng.uniform(0, 0.45)),
+            shadow=float(rng.uniform(0.25, 0.6)) if not scan and rng.random() < 0.25 else 0.0,
+            blur=float(rng.uniform(0, 1.6)) if rng.random() < 0.6 else 0.0,
+            noise=float(rng.uniform(0, 10)),
+            lowres=float(rng.uniform(0.45, 0.8)) if rng.random() < 0.2 else 1.0,
+            jpeg=int(rng.integers(30, 95)))
+
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the photo: portrait 3:4, or an A4 scan."""
+        if self.scan:
+            h = int(np.sqrt(self.megapixels * 1e6 * 1.414))
+            return round(h / 1.414), h
+        h = int(np.sqrt(self.megapixels * 1e6 * 4 / 3))
+        return round(h * 3 / 4), h
+
+
+def page_width_for(shot: PageShot) -> int:
+    """The width to engrave a page at, so that the photo samples it at about its own scale."""
+    _, h = shot.size()
+    return max(600, round(h * (1.0 if shot.scan else shot.fill) / 1.414))
+
+
+def photograph_page(page: np.ndarray, points: np.ndarray, shot: PageShot,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The page as `shot` takes it, and where `points` (N x 2, page pixels) land in the photo.
+
+    The page is bent first (a curl that sags the lines and fans them towards the page's top and
+    bottom), then set on a desk by one homography (scale, rotation, perspective): both have
+    closed forms, so the points move exactly as the ink does.
+    """
+    h, w = page.shape
+    bent, points = _bend(page, points, shot)
+    width, height = shot.size()
+    matrix = _placement(w, h, width, height, shot)
+    photo = cv2.warpPerspective(bent, matrix, (width, height), flags=cv2.INTER_AREA
+                                if shot.scan else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                                borderValue=255 if shot.scan else shot.desk)
+    if not shot.scan:
+        mask = cv2.warpPerspective(np.full((h, w), 255, np.uint8), matrix, (width, height))
+        photo = _desk(photo, mask, shot, rng)
+    moved = cv2.perspectiveTransform(points.reshape(-1, 1, 2).astype(np.float64), matrix)
+    return _camera(photo, shot, rng), moved.reshape(-1, 2)
+
+
+def _bend(page: np.ndarray, points: np.ndarray, shot: PageShot) -> tuple[np.ndarray, np.ndarray]:
+    """y' = y + d(x) + c(x) (y - h/2): sag d and fan c grow to the page's edges as a parabola."""
+    if not shot.bend and not shot.fan:
+        return page, points
+    h, w = page.shape
+    u = (np.arange(w, dtype=np.float64) / w - 0.5) * 2
+    sag, fan = shot.bend * h * u**2, shot.fan * u**2
+    ys = np.arange(h, dtype=np.float64)[:, None]
+    # Inverse of y' = y + sag + fan (y - h/2), which is linear in y.
+    src_y = (ys - sag[None, :] + fan[None, :] * h / 2) / (1 + fan[None, :])
+    map_x = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w))
+    bent = cv2.remap(page, map_x, src_y.astype(np.float32), cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_CONSTANT, borderValue=255)
+    pu = (points[:, 0] / w - 0.5) * 2
+    moved = points.astype(np.float64).copy()
+    moved[:, 1] = points[:, 1] + shot.bend * h * pu**2 + shot.fan * pu**2 * (points[:, 1] - h / 2)
+    return bent, moved
+
+
+def _placement(w: int, h: int, width: int, height: int, shot: PageShot) -> np.ndarray:
+    """Page pixels to photo pixels: perspective on the page, then rotate and fit into the frame."""
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moves = np.asarray(shot.corners, np.float32).reshape(4, 2) * np.float32([w, h])
+    persp = cv2.getPerspectiveTransform(src, src + moves)
+    corners = cv2.perspectiveTransform(src.reshape(-1, 1, 2), persp).reshape(-1, 2)
+    theta = np.deg2rad(shot.angle)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    turned = corners @ rot.T
+    span = turned.max(0) - turned.min(0)
+    fill = 1.0 if shot.scan else shot.fill
+    scale = min(fill * height / span[1], 0.97 * width / span[0], 0.99 * height / span[1])
+    centre = (turned.max(0) + turned.min(0)) / 2
+    place = np.eye(3)
+    place[:2, :2] = scale * rot
+    place[:2, 2] = np.array([width / 2, height / 2]) - scale * centre
+    return place @ persp
+
+
+def _desk(photo: np.ndarray, mask: np.ndarray, shot: PageShot, rng) -> np.ndarray:
+    """Texture on the desk around the page, and a page edge that is not a perfect step."""
+    h, w = photo.shape
+    small = rng.normal(0, 1, (max(2, h // 32), max(2, w // 32))).astype(np.float32)
+    desk = shot.desk + 18 * cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    alpha = cv2.GaussianBlur(mask, (0, 0), 1.5).astype(np.float32) / 255.0
+    return np.clip(alpha * photo + (1 - alpha) * desk, 0, 255).astype(np.uint8)
+
+
+def _camera(photo: np.ndarray, shot: PageShot, rng) -> np.ndarray:
+    h, w = photo.shape
+    if shot.scan:
+        _, out = cv2.threshold(photo, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+        return out
+    f = photo.astype(np.float32)
+    gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    gy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    f *= 1.0 - shot.light * (rng.uniform(-1, 1) * gx + rng.uniform(-1, 1) * gy + 1) / 2
+    if shot.shadow:
+        # A hard shadow (a hand, a phone) across part of the page: a half-plane, softly edged.
+        angle = rng.uniform(0, np.pi)
+        across = np.cos(angle) * gx + np.sin(angle) * gy - rng.uniform(-0.5, 0.5)
+        f *= 1.0 - shot.shadow / (1 + np.exp(-across * rng.uniform(40, 300)))
+    out = np.clip(f * rng.uniform(0.8, 1.0) + rng.uniform(0, 25), 0, 255).astype(np.uint8)
+    if shot.lowres < 1.0:
+        small = cv2.resize(out, (round(w * shot.lowres), round(h * shot.lowres)),
+                           interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if shot.blur:
+        out = cv2.GaussianBlur(out, (0, 0), shot.blur)
+    if shot.noise:
+        out = np.clip(out + rng.normal(0, shot.noise, out.shape).astype(np.float32), 0,
+                      255).astype(np.uint8)
+    _, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, shot.jpeg])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
