@@ -19,6 +19,8 @@ def draw_preview(gray: np.ndarray, score: Score) -> np.ndarray:
     for staff, colour in zip(score.staves, colours):
         x0, y0, x1, y1 = staff.bbox
         cv2.rectangle(page, (x0, y0), (x1, y1), colour, max(1, int(2 * scale)))
+    for k, system in enumerate(score.systems):
+        _bracket(page, system, k, scale)
     # Labels after all boxes: a model's window reaches into the next staff's, and its box
     # would otherwise be drawn across the label above it. Numbered from 1, as omr-run's
     # warnings number them.
@@ -27,6 +29,19 @@ def draw_preview(gray: np.ndarray, score: Score) -> np.ndarray:
         label = f"{k}: {staff.confidence:.2f}  " + " ".join(_short(t) for t in staff.tokens)
         _text(page, label, (x0, y1 + int(14 * scale)), 0.45 * scale, colour)
     return page
+
+
+def _bracket(page: np.ndarray, system: tuple, k: int, scale: float) -> None:
+    """A bracket left of the system's staves, numbered from 1: which staves sound together."""
+    blue = (200, 80, 0)
+    x = max(2, min(s.bbox[0] for s in system) - int(8 * scale))
+    y0 = min(s.bbox[1] for s in system) + int(6 * scale)
+    y1 = max(s.bbox[3] for s in system) - int(6 * scale)
+    width = max(2, int(3 * scale))
+    tick = int(8 * scale)
+    cv2.polylines(page, [np.array([[x + tick, y0], [x, y0], [x, y1], [x + tick, y1]])], False,
+                  blue, width)
+    _text(page, f"S{k + 1}", (max(0, x - int(26 * scale)), (y0 + y1) // 2), 0.5 * scale, blue)
 
 
 def save_preview(path: Path, gray: np.ndarray, score: Score) -> None:

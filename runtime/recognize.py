@@ -38,11 +38,12 @@ class Staff:
     confidence: float
     clef_confidence: float = 1.0  # see CLEF_DOUBT
     clef_read: str = ""  # the clef the network read, when the staff was read in another one
+    system: int = 0  # 0-based, reading order; a grand staff's two staves share one
 
     def to_dict(self) -> dict:
         out = {"bbox": list(self.bbox), "tokens": list(self.tokens),
                "confidence": round(self.confidence, 4),
-               "clef_confidence": round(self.clef_confidence, 4)}
+               "clef_confidence": round(self.clef_confidence, 4), "system": self.system}
         return out | ({"clef_read": self.clef_read} if self.clef_read else {})
 
 
@@ -53,6 +54,15 @@ class Score:
     staves: tuple[Staff, ...]
     image_size: tuple[int, int] = (0, 0)  # (width, height) of the page as loaded
     timings: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def systems(self) -> tuple[tuple[Staff, ...], ...]:
+        """The staves grouped by system, top to bottom: staves joined by a start barline, a
+        brace or a bracket (a piano's grand staff is one system of two)."""
+        groups: dict[int, list[Staff]] = {}
+        for staff in self.staves:
+            groups.setdefault(staff.system, []).append(staff)
+        return tuple(tuple(groups[k]) for k in sorted(groups))
 
     @property
     def tokens(self) -> list[str]:
@@ -114,6 +124,7 @@ class Recognizer:
         if single_staff:
             crops = [st.normalize_staff_crop(gray, height, self.info.staff_fraction)]
             boxes = [(0, 0, gray.shape[1], gray.shape[0])]
+            systems = [0]
             timings["detect"] = time.perf_counter() - clock
         else:
             found = st.detect_staves(gray)
@@ -123,16 +134,18 @@ class Recognizer:
             clock = time.perf_counter()
             crops = [st.staff_crop(gray, staff, height, self.info.staff_fraction) for staff in found]
             boxes = [_clip(staff.window(self.info.staff_fraction), gray.shape) for staff in found]
+            systems = [staff.system for staff in found]
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
         reads = self.decode(crops)
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
         staves = []
-        for k, (box, read) in enumerate(zip(boxes, reads), 1):
+        for k, (box, read, system) in enumerate(zip(boxes, reads, systems), 1):
             tokens = semantic.repair(read.tokens, open_end=True)
             replaced = read.clef if read.clef_assumed else ""
-            staves.append(Staff(box, tuple(tokens), read.confidence, read.clef_confidence, replaced))
+            staves.append(Staff(box, tuple(tokens), read.confidence, read.clef_confidence,
+                                replaced, system))
             if read.clef_confidence < CLEF_DOUBT:
                 warnings.warn(_clef_warning(k, read), stacklevel=2)
         timings["decode"] = time.perf_counter() - clock

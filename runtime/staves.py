@@ -139,10 +139,20 @@ def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[fl
     reach = int(np.ceil(0.08 * gap))  # a lean of up to about 4.5 degrees
     for lean in range(-reach, reach + 1):
         cols = np.clip(np.round(xs[None, :] + t * lean).astype(int), 0, w - 1)
-        filled = np.flatnonzero((work.binary[rows, cols] > 0).mean(axis=0) >= 0.8)
-        if len(filled) and (best is None or xs[filled[-1]] > best[0]):
-            best = float(xs[filled[-1]]), float(xs[filled[-1]] + lean)
+        x = _thin_stroke((work.binary[rows, cols] > 0).mean(axis=0) >= 0.8, 0.6 * work.space)
+        if x is not None and (best is None or xs[x] > best[0]):
+            best = float(xs[x]), float(xs[x] + lean)
     return best
+
+
+def _thin_stroke(filled: np.ndarray, widest: float) -> int | None:
+    """The right edge of the rightmost run of filled columns no wider than `widest`: a barline
+    or a bracket, not the shadow of a page's edge or a photo's dark border."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(np.int8), [0]])))
+    for start, end in zip(edges[::2][::-1], edges[1::2][::-1]):
+        if end - start <= max(2.0, widest):
+            return int(end - 1)
+    return None
 
 
 def _start_at(staff: DetectedStaff, x: float, space: float) -> DetectedStaff:
@@ -182,7 +192,7 @@ def _working_frame(gray: np.ndarray) -> _Work | None:
     # Faint lines (blur, a shadow, thin grey print) break up in the threshold; as ridges that
     # are darker than the paper half a space above and below them they stay whole.
     ridges = _line_ridges(small, space)
-    binary = cv2.bitwise_or(binary, ridges)
+    binary = _without_bands(cv2.bitwise_or(binary, ridges), space)
     runs = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(
         cv2.MORPH_RECT, (max(3, int(0.5 * space)), 1)))
     return _Work(binary, _long_strokes(runs, space), runs, space, to_page)
@@ -225,6 +235,21 @@ def _staff_space(binary: np.ndarray) -> float | None:
     return float(np.average(np.arange(lo, hi), weights=counts[lo:hi]))
 
 
+def _without_bands(binary: np.ndarray, space: float) -> np.ndarray:
+    """The ink less solid bands half a space wide and 20 tall: the dark edge of a page or of a
+    photo, a book's gutter. Staff lines run into such a band and would be walked out along
+    it; a barline is thinner, a bracket or a final barline rarely that tall."""
+    size = (max(2, int(0.5 * space)), int(20 * space))
+    if size[1] >= binary.shape[0]:
+        return binary
+    solid = cv2.blur(binary, size) > 0.85 * 255
+    if not solid.any():
+        return binary
+    band = cv2.dilate(solid.astype(np.uint8), cv2.getStructuringElement(
+        cv2.MORPH_RECT, (size[0] + 2, size[1])))
+    return np.where(band > 0, 0, binary).astype(np.uint8)
+
+
 def _line_ridges(gray: np.ndarray, space: float) -> np.ndarray:
     """Thin horizontal dark lines: rows darker than both rows `reach` above and below them,
     after smoothing along the line so that noise and JPEG blocks average out."""
@@ -240,7 +265,11 @@ def _line_ridges(gray: np.ndarray, space: float) -> np.ndarray:
     # levels deep, a noisy page's grain almost as much.
     sample = depth[::4, ::4].astype(np.float32)
     noise = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
-    return np.where(depth > max(6.0, 4.0 * noise), 255, 0).astype(np.uint8)
+    # Only the darkest row of each ridge: a line is as thin here as it is printed.
+    peak = np.ones_like(depth, dtype=bool)
+    peak[1:] &= depth[1:] >= depth[:-1]
+    peak[:-1] &= depth[:-1] > depth[1:]
+    return np.where(peak & (depth > max(6.0, 4.0 * noise)), 255, 0).astype(np.uint8)
 
 
 def _long_strokes(binary: np.ndarray, space: float, spaces: float = 3.0) -> np.ndarray:
@@ -248,15 +277,14 @@ def _long_strokes(binary: np.ndarray, space: float, spaces: float = 3.0) -> np.n
     notehead or a text glyph.
 
     The stroke is thickened by a fifth of a space up and down before it is measured, so that a
-    thin line that still slopes after deskewing (perspective, a curl) keeps its length; the
-    ink itself is then returned at its own thickness.
+    thin line that still slopes after deskewing (perspective, a curl) keeps its length, and
+    thinned as much again after: noteheads on the line are not part of it.
     """
     length = max(9, int(spaces * space))
-    reach = max(1, round(0.2 * space))
-    thick = cv2.dilate(binary, np.ones((2 * reach + 1, 1), np.uint8))
-    long = cv2.morphologyEx(thick, cv2.MORPH_OPEN, cv2.getStructuringElement(
-        cv2.MORPH_RECT, (length, 1)))
-    return cv2.bitwise_and(long, binary)
+    column = np.ones((2 * max(1, round(0.2 * space)) + 1, 1), np.uint8)
+    long = cv2.morphologyEx(cv2.dilate(binary, column), cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_RECT, (length, 1)))
+    return cv2.erode(long, column)
 
 
 def _skew_angle(lines: np.ndarray, space: float) -> float:

@@ -233,8 +233,9 @@ class PageShot:
     fill: float = 0.9  # the page's height over the photo's
     angle: float = 0.0  # degrees
     corners: tuple[float, ...] = (0.0,) * 8  # perspective: corner moves, as page fractions
-    bend: float = 0.0  # page curl: the lines' sag at the page's edges, in page heights
+    bend: float = 0.0  # page curl: the lines' sag at the bound edge, in page heights
     fan: float = 0.0  # how much more the top and bottom of the page curl than its middle
+    spine: int = 1  # the bound edge, where the page curls: -1 left, 1 right
     scan: bool = False  # a 1-bit scan: flat, nearly square, thresholded
     desk: float = 90.0
     light: float = 0.2
@@ -251,9 +252,10 @@ class PageShot:
         return cls(
             megapixels=float(rng.uniform(3, 12)), fill=float(rng.uniform(0.72, 0.95)),
             angle=float(rng.normal(0, 0.6) if scan else np.clip(tilt, -8, 8)),
-            corners=(0.0,) * 8 if scan else tuple(rng.uniform(-0.05, 0.05, 8).tolist()),
+            corners=(0.0,) * 8 if scan else _tilt(rng),
             bend=0.0 if scan else float(rng.choice([0, 1, 1]) * rng.uniform(-0.02, 0.02)),
             fan=0.0 if scan else float(rng.uniform(-0.02, 0.02)),
+            spine=int(rng.choice([-1, 1])),
             scan=scan, desk=float(rng.uniform(30, 200)), light=float(rng.uniform(0, 0.45)),
             shadow=float(rng.uniform(0.25, 0.6)) if not scan and rng.random() < 0.25 else 0.0,
             blur=float(rng.uniform(0, 1.6)) if rng.random() < 0.6 else 0.0,
@@ -268,6 +270,24 @@ class PageShot:
             return round(h / 1.414), h
         h = int(np.sqrt(self.megapixels * 1e6 * 4 / 3))
         return round(h * 3 / 4), h
+
+
+def _tilt(rng: np.random.Generator) -> tuple[float, ...]:
+    """Corner moves (page fractions) of a phone held a little off square to the page: the far
+    edge comes out shorter by up to 8 % (tilted forward or back), and the far side by up to
+    6 % (turned left or right, which makes a page's staves converge), plus a little jitter."""
+    pitch, yaw = rng.uniform(-0.08, 0.08), rng.uniform(-0.06, 0.06)
+    # Corners: top-left, top-right, bottom-right, bottom-left, as (dx, dy).
+    moves = np.zeros((4, 2))
+    top, bottom = (0, 1), (3, 2)
+    left, right = (0, 3), (1, 2)
+    a, b = top if pitch > 0 else bottom
+    moves[a, 0] += abs(pitch) / 2
+    moves[b, 0] -= abs(pitch) / 2
+    a, b = left if yaw > 0 else right
+    moves[a, 1] += abs(yaw) / 2
+    moves[b, 1] -= abs(yaw) / 2
+    return tuple((moves.reshape(-1) + rng.uniform(-0.01, 0.01, 8)).tolist())
 
 
 def page_width_for(shot: PageShot) -> int:
@@ -303,7 +323,9 @@ def _bend(page: np.ndarray, points: np.ndarray, shot: PageShot) -> tuple[np.ndar
     if not shot.bend and not shot.fan:
         return page, points
     h, w = page.shape
-    u = (np.arange(w, dtype=np.float64) / w - 0.5) * 2
+    # The curl grows from nothing at the page's free edge to its most at the bound one.
+    u = np.arange(w, dtype=np.float64) / w
+    u = u if shot.spine > 0 else 1 - u
     sag, fan = shot.bend * h * u**2, shot.fan * u**2
     ys = np.arange(h, dtype=np.float64)[:, None]
     # Inverse of y' = y + sag + fan (y - h/2), which is linear in y.
@@ -311,7 +333,7 @@ def _bend(page: np.ndarray, points: np.ndarray, shot: PageShot) -> tuple[np.ndar
     map_x = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], (h, w))
     bent = cv2.remap(page, map_x, src_y.astype(np.float32), cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=255)
-    pu = (points[:, 0] / w - 0.5) * 2
+    pu = points[:, 0] / w if shot.spine > 0 else 1 - points[:, 0] / w
     moved = points.astype(np.float64).copy()
     moved[:, 1] = points[:, 1] + shot.bend * h * pu**2 + shot.fan * pu**2 * (points[:, 1] - h / 2)
     return bent, moved
