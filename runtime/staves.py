@@ -77,6 +77,8 @@ class _Work:
     runs: np.ndarray  # horizontal runs of ink half a space long or more
     space: float
     to_page: np.ndarray  # 2x3 affine, working frame -> page pixels
+    gray: np.ndarray  # the reduced, deskewed page itself
+    depth: float  # how much darker than the paper beside it a faint line must be (grey levels)
 
 
 def detect_staves(gray: np.ndarray) -> list[DetectedStaff]:
@@ -126,7 +128,7 @@ def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[fl
         return None
     h, w = work.binary.shape
     x0 = int(max(0, min(upper.left, lower.left) - 2 * work.space))
-    x1 = int(min(w, max(upper.left, lower.left) + 1.0 * work.space)) + 1
+    x1 = int(min(w, max(upper.left, lower.left) + 2.0 * work.space)) + 1
     xs = np.arange(x0, x1)
     y0 = np.interp(xs, upper.xs, upper.bottoms)
     y1 = np.interp(xs, lower.xs, lower.tops)
@@ -135,14 +137,18 @@ def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[fl
         return None
     t = np.linspace(0.0, 1.0, 48)[:, None]
     rows = np.clip(np.round(y0[None, :] + t * (y1 - y0)[None, :]).astype(int), 0, h - 1)
-    best: tuple[float, float] | None = None
     reach = int(np.ceil(0.08 * gap))  # a lean of up to about 4.5 degrees
-    for lean in range(-reach, reach + 1):
-        cols = np.clip(np.round(xs[None, :] + t * lean).astype(int), 0, w - 1)
-        x = _thin_stroke((work.binary[rows, cols] > 0).mean(axis=0) >= 0.8, 0.6 * work.space)
-        if x is not None and (best is None or xs[x] > best[0]):
-            best = float(xs[x]), float(xs[x] + lean)
-    return best
+    leans = np.arange(-reach, reach + 1)
+    fill = np.stack([(work.binary[rows, np.clip(np.round(xs[None, :] + t * lean).astype(int),
+                                                 0, w - 1)] > 0).mean(axis=0) for lean in leans])
+    # The rightmost thin stroke at the upper staff, then the lean it runs down best along:
+    # a lean that slides from the barline onto a brace beside it fills the gap less well.
+    tops = [x for x in (_thin_stroke(f >= 0.8, 0.6 * work.space) for f in fill) if x is not None]
+    if not tops:
+        return None
+    x = max(tops)
+    lean = leans[int(np.argmax(fill[:, x] - 1e-3 * np.abs(leans)))]
+    return float(xs[x]), float(xs[x] + lean)
 
 
 def _thin_stroke(filled: np.ndarray, widest: float) -> int | None:
@@ -191,11 +197,11 @@ def _working_frame(gray: np.ndarray) -> _Work | None:
     to_page = (np.diag([1.0 / scale, 1.0 / scale, 1.0]) @ np.linalg.inv(rotation))[:2]
     # Faint lines (blur, a shadow, thin grey print) break up in the threshold; as ridges that
     # are darker than the paper half a space above and below them they stay whole.
-    ridges = _line_ridges(small, space)
+    ridges, depth = _line_ridges(small, space)
     binary = _without_bands(cv2.bitwise_or(binary, ridges), space)
     runs = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(
         cv2.MORPH_RECT, (max(3, int(0.5 * space)), 1)))
-    return _Work(binary, _long_strokes(runs, space), runs, space, to_page)
+    return _Work(binary, _long_strokes(runs, space), runs, space, to_page, small, depth)
 
 
 def _reduced(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float | None]:
@@ -250,9 +256,10 @@ def _without_bands(binary: np.ndarray, space: float) -> np.ndarray:
     return np.where(band > 0, 0, binary).astype(np.uint8)
 
 
-def _line_ridges(gray: np.ndarray, space: float) -> np.ndarray:
+def _line_ridges(gray: np.ndarray, space: float) -> tuple[np.ndarray, float]:
     """Thin horizontal dark lines: rows darker than both rows `reach` above and below them,
-    after smoothing along the line so that noise and JPEG blocks average out."""
+    after smoothing along the line so that noise and JPEG blocks average out; and the depth
+    that counts as a line on this page."""
     along = max(3, int(space)) | 1
     smooth = cv2.blur(gray, (along, 1)).astype(np.int16)
     reach = max(2, round(0.35 * space))
@@ -269,7 +276,8 @@ def _line_ridges(gray: np.ndarray, space: float) -> np.ndarray:
     peak = np.ones_like(depth, dtype=bool)
     peak[1:] &= depth[1:] >= depth[:-1]
     peak[:-1] &= depth[:-1] > depth[1:]
-    return np.where(peak & (depth > max(6.0, 4.0 * noise)), 255, 0).astype(np.uint8)
+    least = max(6.0, 4.0 * noise)
+    return np.where(peak & (depth > least), 255, 0).astype(np.uint8), least
 
 
 def _long_strokes(binary: np.ndarray, space: float, spaces: float = 3.0) -> np.ndarray:
@@ -436,7 +444,7 @@ def _link(found: list[list[tuple[float, float]]], strip: int,
         taken: set[int] = set()
         for top, bottom in groups:
             centre = (top + bottom) / 2.0
-            best, best_gap = None, 1.0 * space
+            best, best_gap = None, 0.75 * space
             for t, track in enumerate(tracks):
                 gap = abs(_predict(track, x) - centre)
                 if t not in taken and track[-1][0] < x and gap < best_gap:
@@ -456,28 +464,55 @@ def _link(found: list[list[tuple[float, float]]], strip: int,
 
 def _combine(tracks: list[list[tuple[float, float, float]]],
              space: float) -> list[list[tuple[float, float, float]]]:
-    """Pool tracks on the same staff (centres within 3 spaces), then drop stray points."""
-    def centre(track: list[tuple[float, float, float]]) -> float:
-        return float(np.median([(t + b) / 2.0 for _, t, b in track]))
+    """Pool tracks on the same staff, then drop stray points.
 
+    A shorter track is on a longer one's staff when it continues that staff's line, within
+    half a space; one a space or two off it is that staff's lines matched onto ledger lines
+    or beams, and is dropped (no two staves are that close); further off, another staff."""
     groups: list[list[tuple[float, float, float]]] = []
     for track in sorted(tracks, key=len, reverse=True):
         for group in groups:
-            if abs(centre(track) - centre(group)) < 3 * space:
-                group.extend(track)
+            off = _offset(track, group)
+            if off < 3 * space:
+                if off < 0.5 * space:
+                    group.extend(track)
                 break
         else:
             groups.append(list(track))
     return [_without_strays(sorted(group), space) for group in groups]
 
 
+def _offset(track: list[tuple[float, float, float]], group: list[tuple[float, float, float]]) -> float:
+    """Median distance of the track's centres from the line through the group's six points
+    nearest it in x."""
+    gx = np.array([x for x, _, _ in group])
+    gc = np.array([(t + b) / 2.0 for _, t, b in group])
+    tx = np.array([x for x, _, _ in track])
+    tc = np.array([(t + b) / 2.0 for _, t, b in track])
+    near = np.argsort(np.abs(gx - np.median(tx)))[:6]
+    if len(near) >= 2 and np.ptp(gx[near]) > 0:
+        line = np.polyval(np.polyfit(gx[near], gc[near], 1), tx)
+    else:
+        line = np.full_like(tx, gc[near].mean())
+    return float(np.median(np.abs(tc - line)))
+
+
 def _without_strays(track: list[tuple[float, float, float]],
                     space: float) -> list[tuple[float, float, float]]:
-    """Drop points off the running median of the centre: a group shifted onto beams."""
+    """Drop points off the running median of the centre (a group shifted onto beams), then
+    points off a smooth curve through the rest: at a track's end, a group of lines shifted a
+    space or two onto ledger lines can outnumber the true ones in any running median."""
     centres = np.array([(t + b) / 2.0 for _, t, b in track])
     padded = np.pad(centres, 2, mode="edge")  # a running median of five, ends held
     smooth = np.median(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1)
-    return [p for p, c, m in zip(track, centres, smooth) if abs(c - m) < 0.75 * space]
+    keep = np.abs(centres - smooth) < 0.75 * space
+    xs = np.array([x for x, _, _ in track])
+    for _ in range(3):
+        if keep.sum() < 6:
+            break
+        fit = np.polyfit(xs[keep], centres[keep], 2)
+        keep = keep & (np.abs(np.polyval(fit, xs) - centres) < 0.5 * space)
+    return [p for p, k in zip(track, keep) if k]
 
 
 def _predict(track: list[tuple[float, float, float]], x: float) -> float:
@@ -512,12 +547,37 @@ def _finish(track: list[tuple[float, float, float]], work: _Work) -> DetectedSta
     xs, tops, bottoms = xs[good], tops[good], bottoms[good]
     if len(xs) == 0:
         return None
-    xs, tops, bottoms = _extent(work, xs, tops, bottoms)
+    xs, tops, bottoms = _on_curve(*_extent(work, xs, tops, bottoms), work.space)
     left, right = float(xs[0]), float(xs[-1])
     if right - left < 6 * work.space:  # too short for a clef and a bar: not a staff
         return None
     return DetectedStaff(tuple(xs.tolist()), tuple(tops.tolist()), tuple(bottoms.tolist()),
                          left, right, tuple(map(tuple, work.to_page.tolist())))
+
+
+def _on_curve(xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
+              space: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points near either end whose centre is more than half a space off a robust line
+    through the staff's last eight points put back on it, span kept.
+
+    At a staff's ends the lines can be matched a space or two off, onto ledger lines under
+    beamed high notes, or walked there where beams ink every row; the x where the staff ends
+    is still right. The line is Theil-Sen's (the median of pairwise slopes), which a few such
+    points do not tilt."""
+    centres = (tops + bottoms) / 2.0
+    if len(xs) < 8:
+        return xs, tops, bottoms
+    for window in (np.arange(8), np.arange(len(xs) - 8, len(xs))):
+        x, c = xs[window], centres[window]
+        i, j = np.triu_indices(8, 1)
+        ok = x[j] != x[i]
+        slope = float(np.median((c[j] - c[i])[ok] / (x[j] - x[i])[ok]))
+        offset = float(np.median(c - slope * x))
+        line = offset + slope * x
+        bad = np.abs(c - line) >= 0.5 * space
+        centres[window[bad]] = line[bad]
+    shift = centres - (tops + bottoms) / 2.0
+    return xs, tops + shift, bottoms + shift
 
 
 def _extend(xs: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -540,6 +600,7 @@ def _extend(xs: np.ndarray, values: np.ndarray, at: np.ndarray) -> np.ndarray:
 ROW_STEP = 0.1  # the straightened strip's rows, in staff spaces
 SHIFT = 6  # rows the lines may drift from their prediction within one stretch of the walk
 STRETCH = 4.0  # staff spaces walked on one prediction before it is made again
+PAD = SHIFT + 6  # strip rows above the top line: the drift, and half a space of paper beyond
 
 
 def _extent(work: _Work, xs: np.ndarray, tops: np.ndarray,
@@ -574,8 +635,9 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
     bridge = int(3.0 * space / block) + 1
     end = 0 if direction < 0 else -1
     points = [(float(xs[end]), float(tops[end]), float(bottoms[end]), True)]
-    u = np.arange(-(SHIFT + 1) * ROW_STEP, 4 + (SHIFT + 1.5) * ROW_STEP, ROW_STEP)
+    u = np.arange(-PAD * ROW_STEP, 4 + (PAD + 0.5) * ROW_STEP, ROW_STEP)
     slope = _end_slope(xs, tops, bottoms, end, space)
+    closing = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(0.7 * space)), 1))
     gap = 0
     while gap <= bridge:
         x, top, bottom, _ = points[-1]
@@ -589,8 +651,13 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
         b = bottom + slope[1] * (cols - x)
         grid = (np.broadcast_to(cols[None, :], (len(u), len(cols))).astype(np.float32),
                 (t[None, :] + (b - t)[None, :] * u[:, None] / 4.0).astype(np.float32))
-        hits = _line_hits(cv2.remap(work.binary, *grid, cv2.INTER_LINEAR), blocks, block)
-        runs = _line_hits(cv2.remap(work.runs, *grid, cv2.INTER_LINEAR), blocks, block)
+        # Short breaks in a line (a faint line in a blurred photo breaks up in the threshold)
+        # are closed before the lines are counted; paper beyond the staff's end stays paper.
+        strip = cv2.morphologyEx(cv2.remap(work.binary, *grid, cv2.INTER_LINEAR),
+                                 cv2.MORPH_CLOSE, closing)
+        faint = _faint_lines(cv2.remap(work.gray, *grid, cv2.INTER_LINEAR), space, work.depth)
+        hits = _line_hits(np.maximum(strip / 255.0, faint), blocks)
+        runs = _line_hits(cv2.remap(work.runs, *grid, cv2.INTER_LINEAR) / 255.0, blocks)
         drift, found = 0, len(points)
         for k in range(blocks):
             lo, hi = max(0, drift - 1 + SHIFT), min(2 * SHIFT, drift + 1 + SHIFT)
@@ -611,7 +678,7 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
         if len(points) == found:
             break
         slope = _walked_slope(points, space, slope)
-    return _trimmed(points, int(2.5 * space / block))
+    return [p[:3] for p in points]
 
 
 def _end_slope(xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray, end: int,
@@ -645,16 +712,37 @@ def _trimmed(points: list, most: int) -> list[tuple[float, float, float]]:
     return [p[:3] for p in points[:keep]]
 
 
-def _line_hits(strip: np.ndarray, n: int, block: int) -> np.ndarray:
-    """[drift, block]: how many of the 5 lines have ink in each block, at each drift (rows)."""
-    rows = strip.shape[0]
-    profile = cv2.resize(strip, (n, rows), interpolation=cv2.INTER_AREA) / 255.0
-    thick = np.maximum(np.maximum(profile[:-2], profile[1:-1]), profile[2:])  # line thickness
-    line_rows = (np.arange(5) / ROW_STEP + SHIFT).round().astype(int)
-    # The count of inked lines, plus a fraction for how squarely the comb sits on the ink:
-    # of two drifts that both find ink on every line, the centred one wins.
+def _thick(ink: np.ndarray) -> np.ndarray:
+    """Ink at a row or either row beside it."""
+    out = ink.copy()
+    out[1:] = np.maximum(out[1:], ink[:-1])
+    out[:-1] = np.maximum(out[:-1], ink[1:])
+    return out
+
+
+def _faint_lines(gray: np.ndarray, space: float, depth: float) -> np.ndarray:
+    """1 where a row of the straightened strip is a line too faint for the threshold: darker,
+    once smoothed along the line, than the rows half a space above and below it."""
+    smooth = cv2.blur(gray.astype(np.float32), (max(3, int(space)) | 1, 1))
+    half = round(0.5 / ROW_STEP)
+    dark = np.minimum(np.minimum(np.roll(smooth, 1, 0), smooth), np.roll(smooth, -1, 0))
+    paper = np.minimum(np.roll(smooth, half, 0), np.roll(smooth, -half, 0))
+    out = ((paper - dark) > 0.6 * depth).astype(np.float64)
+    out[:half + 1], out[-half - 1:] = 0.0, 0.0  # rolled round the strip's ends
+    return out
+
+
+def _line_hits(presence: np.ndarray, n: int) -> np.ndarray:
+    """[drift, block]: how many of the 5 lines are present in each block, at each drift (rows
+    off the prediction), from the strip's per-row line presence (0..1)."""
+    profile = cv2.resize(presence.astype(np.float32), (n, presence.shape[0]),
+                         interpolation=cv2.INTER_AREA)
+    thick = _thick(profile)  # a line is thicker than one row of the strip
+    line_rows = (np.arange(5) / ROW_STEP + PAD).round().astype(int)
     on = np.stack([thick[line_rows + d] for d in range(-SHIFT, SHIFT + 1)])
-    centred = np.stack([profile[line_rows + d + 1] for d in range(-SHIFT, SHIFT + 1)])
+    # The count of lines, plus a fraction for how squarely the comb sits on them: of two
+    # drifts that both find every line, the centred one wins.
+    centred = np.stack([profile[line_rows + d] for d in range(-SHIFT, SHIFT + 1)])
     return (on > 0.5).sum(axis=1) + 0.1 * centred.mean(axis=1)
 
 
