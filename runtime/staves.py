@@ -86,9 +86,16 @@ def detect_staves(gray: np.ndarray) -> list[DetectedStaff]:
     work = _working_frame(gray)
     if work is None:
         return []
-    strip = max(24, int(4 * work.space))
-    candidates = [_five_line_groups(work, x0, min(x0 + strip, work.lines.shape[1]))
-                  for x0 in range(0, work.lines.shape[1], strip)]
+    # Strips four spaces wide, summed in columns half a space wide (their profiles are then
+    # taken along a few slopes by shifting those columns, not by warping the strip).
+    group = max(2, round(work.space / 2))
+    per_strip = max(2, round(4 * work.space / group))
+    strip = group * per_strip
+    h, w = work.lines.shape
+    columns = cv2.resize(work.lines[:, :w // group * group], (w // group, h),
+                         interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    candidates = [_five_line_groups(work, columns[:, k:k + per_strip], group)
+                  for k in range(0, columns.shape[1], per_strip)]
     found = [_choose(c, work.space) for c in candidates]
     tracks = [_refill(t, candidates, strip, work.space)
               for t in _link(found, strip, work.space)]
@@ -139,8 +146,8 @@ def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[fl
     rows = np.clip(np.round(y0[None, :] + t * (y1 - y0)[None, :]).astype(int), 0, h - 1)
     reach = int(np.ceil(0.08 * gap))  # a lean of up to about 4.5 degrees
     leans = np.arange(-reach, reach + 1)
-    fill = np.stack([(work.binary[rows, np.clip(np.round(xs[None, :] + t * lean).astype(int),
-                                                 0, w - 1)] > 0).mean(axis=0) for lean in leans])
+    fill = _stroke_fill(work, np.broadcast_to(rows, (len(leans), *rows.shape)),
+                        xs[None, None, :] + t[None] * leans[:, None, None])
     # The rightmost thin stroke at the upper staff, then the lean it runs down best along:
     # a lean that slides from the barline onto a brace beside it fills the gap less well.
     tops = [x for x in (_thin_stroke(f >= 0.8, 0.6 * work.space) for f in fill) if x is not None]
@@ -149,6 +156,22 @@ def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[fl
     x = max(tops)
     lean = leans[int(np.argmax(fill[:, x] - 1e-3 * np.abs(leans)))]
     return float(xs[x]), float(xs[x] + lean)
+
+
+def _stroke_fill(work: _Work, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """For paths down the gap (rows and columns: [..., point, path], pixels), the share of
+    each path that is ink: black in the threshold, or a thin vertical line darker than the
+    paper a third of a space either side of it (a faint barline in a blurred photo)."""
+    h, w = work.binary.shape
+    c = np.clip(np.round(cols).astype(int), 0, w - 1)
+    ink = work.binary[rows, c] > 0
+    side = max(2, round(work.space / 3))
+    line = work.gray[rows, c].astype(np.float32)
+    paper = np.minimum(work.gray[rows, np.clip(c - side, 0, w - 1)],
+                       work.gray[rows, np.clip(c + side, 0, w - 1)]).astype(np.float32)
+    depth = paper - line
+    depth[..., 1:-1, :] = (depth[..., :-2, :] + depth[..., 1:-1, :] + depth[..., 2:, :]) / 3
+    return (ink | (depth > 0.6 * work.depth)).mean(axis=-2)
 
 
 def _thin_stroke(filled: np.ndarray, widest: float) -> int | None:
@@ -244,15 +267,20 @@ def _staff_space(binary: np.ndarray) -> float | None:
 def _without_bands(binary: np.ndarray, space: float) -> np.ndarray:
     """The ink less solid bands half a space wide and 20 tall: the dark edge of a page or of a
     photo, a book's gutter. Staff lines run into such a band and would be walked out along
-    it; a barline is thinner, a bracket or a final barline rarely that tall."""
-    size = (max(2, int(0.5 * space)), int(20 * space))
-    if size[1] >= binary.shape[0]:
+    it; a barline is thinner, a bracket or a final barline rarely that tall.
+
+    Looked for at half the size: a band is large, and this runs on every page."""
+    h, w = binary.shape
+    small = cv2.resize(binary, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    size = (max(1, round(0.5 * space / 2)), max(1, round(20 * space / 2)))
+    if size[1] >= small.shape[0]:
         return binary
-    solid = cv2.blur(binary, size) > 0.85 * 255
+    solid = cv2.blur(small, size) > 0.85 * 255
     if not solid.any():
         return binary
     band = cv2.dilate(solid.astype(np.uint8), cv2.getStructuringElement(
         cv2.MORPH_RECT, (size[0] + 2, size[1])))
+    band = cv2.resize(band, (w, h), interpolation=cv2.INTER_NEAREST)
     return np.where(band > 0, 0, binary).astype(np.uint8)
 
 
@@ -261,23 +289,23 @@ def _line_ridges(gray: np.ndarray, space: float) -> tuple[np.ndarray, float]:
     after smoothing along the line so that noise and JPEG blocks average out; and the depth
     that counts as a line on this page."""
     along = max(3, int(space)) | 1
-    smooth = cv2.blur(gray, (along, 1)).astype(np.int16)
+    smooth = cv2.blur(gray, (along, 1))
     reach = max(2, round(0.35 * space))
-    above = np.empty_like(smooth)
-    below = np.empty_like(smooth)
-    above[reach:], above[:reach] = smooth[:-reach], smooth[:reach]
-    below[:-reach], below[-reach:] = smooth[reach:], smooth[-reach:]
-    depth = np.minimum(above, below) - smooth
     # Deeper than the paper's own grain: a blurred line in a dim photo is only 10-20 grey
-    # levels deep, a noisy page's grain almost as much.
-    sample = depth[::4, ::4].astype(np.float32)
-    noise = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    # levels deep, a noisy page's grain almost as much (measured on every fourth pixel).
+    s = smooth.astype(np.int16)[::4, ::4]
+    r = max(1, reach // 4)
+    signed = (np.minimum(s[:-2 * r], s[2 * r:]) - s[r:-r]).astype(np.float32)
+    noise = 1.4826 * float(np.median(np.abs(signed - np.median(signed))))
+    least = max(6.0, 4.0 * noise)
+    depth = np.zeros_like(smooth)  # saturating: rows lighter than their paper are 0
+    depth[reach:-reach] = cv2.subtract(cv2.min(smooth[:-2 * reach], smooth[2 * reach:]),
+                                       smooth[reach:-reach])
     # Only the darkest row of each ridge: a line is as thin here as it is printed.
-    peak = np.ones_like(depth, dtype=bool)
+    peak = depth > least
     peak[1:] &= depth[1:] >= depth[:-1]
     peak[:-1] &= depth[:-1] > depth[1:]
-    least = max(6.0, 4.0 * noise)
-    return np.where(peak & (depth > least), 255, 0).astype(np.uint8), least
+    return peak.view(np.uint8) * np.uint8(255), least
 
 
 def _long_strokes(binary: np.ndarray, space: float, spaces: float = 3.0) -> np.ndarray:
@@ -304,7 +332,7 @@ def _skew_angle(lines: np.ndarray, space: float) -> float:
     ys, xs = np.nonzero(lines)
     if len(ys) < 100:
         return 0.0
-    pick = slice(None, None, max(1, len(ys) // 30000))
+    pick = slice(None, None, max(1, len(ys) // 10000))
     ys, xs = ys[pick].astype(np.float64), xs[pick].astype(np.float64) - lines.shape[1] / 2.0
 
     def sharpness(angle: float) -> float:
@@ -312,8 +340,9 @@ def _skew_angle(lines: np.ndarray, space: float) -> float:
         counts = np.bincount(rows - rows.min())
         return float(np.dot(counts, counts))
 
-    best = max(np.arange(-10.0, 10.01, 0.5), key=sharpness)
-    best = max(np.arange(best - 0.5, best + 0.51, 0.05), key=sharpness)
+    best = max(np.arange(-10.0, 10.01, 1.0), key=sharpness)
+    best = max(np.arange(best - 1.0, best + 1.01, 0.25), key=sharpness)
+    best = max(np.arange(best - 0.25, best + 0.26, 0.05), key=sharpness)
     # cv2.getRotationMatrix2D turns counter-clockwise for positive angles; lines sloping down
     # to the right (positive here, y grows downwards) need exactly that.
     return float(best)
@@ -336,35 +365,39 @@ def _row_peaks(profile: np.ndarray, space: float) -> tuple[np.ndarray, np.ndarra
 SHEARS = (0.0, -0.035, 0.035, -0.07, 0.07, -0.105, 0.105)  # residual slopes a strip's profile is taken along
 
 
-def _sheared_profile(strip: np.ndarray) -> np.ndarray:
-    """The strip's row profile (0..1) along the slope that makes it sharpest.
+def _sheared_profile(columns: np.ndarray, width: int) -> np.ndarray:
+    """A strip's row profile (0..1) along the slope that makes it sharpest, from its column
+    groups' profiles (`width` pixels each).
 
     One rotation cannot level every staff of a photographed page: perspective tilts the top
     staves one way and the bottom ones the other, and a curl bends each. Measured along its own
     slope, a strip's lines stay thin peaks.
     """
-    w = strip.shape[1]
-    best, best_score = None, -1.0
+    h, m = columns.shape
+    offsets = (np.arange(m) - (m - 1) / 2.0) * width
+    best, best_score = columns.mean(axis=1), -1.0
     for shear in SHEARS:
-        if shear == 0.0:
-            profile = strip.mean(axis=1) / 255.0
-        else:
-            m = np.float32([[1, 0, 0], [shear, 1, -shear * w / 2.0]])
-            moved = cv2.warpAffine(strip, m, (w, strip.shape[0]), flags=cv2.INTER_NEAREST
-                                   | cv2.WARP_INVERSE_MAP)
-            profile = moved.mean(axis=1) / 255.0
+        profile = np.zeros(h, np.float32)
+        for j, d in enumerate(np.round(shear * offsets).astype(int)):
+            if d >= 0:
+                profile[:h - d] += columns[d:, j]
+            else:
+                profile[-d:] += columns[:h + d, j]
+        profile /= m
         score = float(profile @ profile)
         if score > best_score * 1.05:  # level unless a slope is clearly sharper
             best, best_score = profile, score
     return best
 
 
-def _five_line_groups(work: _Work, x0: int, x1: int) -> list[tuple[float, float, float]]:
-    """(cost, top, bottom) of every plausible group of five evenly spaced lines in x0..x1.
+def _five_line_groups(work: _Work, columns: np.ndarray,
+                      width: int) -> list[tuple[float, float, float]]:
+    """(cost, top, bottom) of every plausible group of five evenly spaced lines in a strip,
+    given as its column groups' profiles (`width` pixels each).
 
     At least three lines must be thin peaks; the others may hide under thick runs (beams).
     """
-    peaks, thick = _row_peaks(_sheared_profile(work.lines[:, x0:x1]), work.space)
+    peaks, thick = _row_peaks(_sheared_profile(columns, width), work.space)
     if len(peaks) < 3:
         return []
     # Every (top line, a later thin peak 1-4 peaks down, 1 or 2 spaces below) at once.
@@ -655,8 +688,11 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
         # are closed before the lines are counted; paper beyond the staff's end stays paper.
         strip = cv2.morphologyEx(cv2.remap(work.binary, *grid, cv2.INTER_LINEAR),
                                  cv2.MORPH_CLOSE, closing)
-        faint = _faint_lines(cv2.remap(work.gray, *grid, cv2.INTER_LINEAR), space, work.depth)
-        hits = _line_hits(np.maximum(strip / 255.0, faint), blocks)
+        hits = _line_hits(strip / 255.0, blocks)
+        if hits.max(axis=0).min() < 4:  # some block lacks a line: look for faint ones too
+            faint = _faint_lines(cv2.remap(work.gray, *grid, cv2.INTER_LINEAR), space,
+                                 work.depth)
+            hits = _line_hits(np.maximum(strip / 255.0, faint), blocks)
         runs = _line_hits(cv2.remap(work.runs, *grid, cv2.INTER_LINEAR) / 255.0, blocks)
         drift, found = 0, len(points)
         for k in range(blocks):

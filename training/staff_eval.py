@@ -10,7 +10,7 @@ clef stays inside the window the model reads.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -67,12 +67,15 @@ def font_for(split: str, rng: np.random.Generator) -> str:
     return str(rng.choice([f for f in FONTS if f != HELD_OUT_FONT]))
 
 
-def make_page(index: int, split: str = "test", seed: int = 0,
-              shot: PageShot | None = None) -> tuple[np.ndarray, list[PhotoStaff], dict]:
-    """One photographed page, its true staves in photo pixels, and how it was made."""
+def make_page(index: int, split: str = "test", seed: int = 0, shot: PageShot | None = None,
+              layout: PageLayout | None = None) -> tuple[np.ndarray, list[PhotoStaff], dict]:
+    """One photographed page, its true staves in photo pixels, and how it was made (`shot`
+    and `layout` drawn at random unless given; a given layout's width is the shot's)."""
     rng = np.random.default_rng([seed, index, {"train": 0, "val": 1, "test": 2}[split]])
     shot = shot or PageShot.random(rng)
-    layout = PageLayout.random(rng, font_for(split, rng), page_width_for(shot))
+    font = font_for(split, rng)
+    layout = replace(layout, width_px=page_width_for(shot)) if layout else \
+        PageLayout.random(rng, font, page_width_for(shot))
     page, truth, layout = engrave_page(layout, rng)
     points = np.concatenate([_line_points(s) for s in truth])
     photo, moved = photograph_page(page, points, shot, rng)
