@@ -74,7 +74,6 @@ class _Work:
 
     binary: np.ndarray  # ink = 255
     lines: np.ndarray  # long horizontal strokes only
-    runs: np.ndarray  # horizontal runs of ink half a space long or more
     space: float
     to_page: np.ndarray  # 2x3 affine, working frame -> page pixels
     gray: np.ndarray  # the reduced, deskewed page itself
@@ -222,9 +221,11 @@ def _working_frame(gray: np.ndarray) -> _Work | None:
     # are darker than the paper half a space above and below them they stay whole.
     ridges, depth = _line_ridges(small, space)
     binary = _without_bands(cv2.bitwise_or(binary, ridges), space)
-    runs = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(
+    # Breaks of up to half a space closed first: a faint line in a noisy photo comes out of
+    # the threshold as a row of dots.
+    closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, cv2.getStructuringElement(
         cv2.MORPH_RECT, (max(3, int(0.5 * space)), 1)))
-    return _Work(binary, _long_strokes(runs, space), runs, space, to_page, small, depth)
+    return _Work(binary, _long_strokes(closed, space), space, to_page, small, depth)
 
 
 def _reduced(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, float | None]:
@@ -235,10 +236,19 @@ def _reduced(gray: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray, fl
 
 
 def _binarise(gray: np.ndarray) -> np.ndarray:
-    # A local threshold copes with the uneven light of phone photos.
+    # A local threshold copes with the uneven light of phone photos; its margin stays above
+    # the grain of a noisy photo, which would otherwise come out as ink everywhere.
     block = max(15, (min(gray.shape) // 40) | 1)
     return cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV,
-                                 block, 12)
+                                 block, max(12.0, 3.5 * _grain(gray)))
+
+
+def _grain(gray: np.ndarray) -> float:
+    """The photo's pixel noise (grey levels): the spread of each pixel's difference from its
+    neighbour, on a sample of rows, robust to the ink."""
+    rows = gray[:: max(1, gray.shape[0] // 200)].astype(np.int16)
+    step = np.diff(rows, axis=1).ravel()
+    return 1.4826 * float(np.median(np.abs(step))) / np.sqrt(2.0)
 
 
 def _staff_space(binary: np.ndarray) -> float | None:
@@ -654,12 +664,13 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
     """Walk the staff's lines out from one end of its track, block by block (a third of a
     space): (x, top, bottom) of each block on the staff, outwards; the last is the end.
 
-    A block is on the staff where 4 of its 5 lines have ink. Under a clef, a key or a time
-    signature the line and the sign are both ink, so the walk goes through them; a gap in the
-    lines longer than 1.5 spaces (paper, a word) ends it. The lines are predicted a stretch at
-    a time along the slope of what was walked last, and may drift from the prediction block by
-    block: a curled or foreshortened staff bends away from any one straight line. Outer blocks
-    whose lines have no runs of ink half a space long (a brace, a bracket) are dropped.
+    A block is on the staff where 4 of its 5 lines have ink, or are faint lines in the grey
+    page. Under a clef, a key or a time signature the line and the sign are both ink, so the
+    walk goes through them; a gap in the lines longer than 3 spaces (paper, a word) ends it.
+    The lines are predicted a stretch at a time along the slope of what was walked last, and
+    may drift from the prediction block by block: a curled or foreshortened staff bends away
+    from any one straight line. A brace or bracket the walk reaches is cut off later, at the
+    system's barline (_systems).
     """
     h, w = work.binary.shape
     space = work.space
@@ -667,13 +678,13 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
     count = max(2, int(STRETCH * space / block))
     bridge = int(3.0 * space / block) + 1
     end = 0 if direction < 0 else -1
-    points = [(float(xs[end]), float(tops[end]), float(bottoms[end]), True)]
+    points = [(float(xs[end]), float(tops[end]), float(bottoms[end]))]
     u = np.arange(-PAD * ROW_STEP, 4 + (PAD + 0.5) * ROW_STEP, ROW_STEP)
     slope = _end_slope(xs, tops, bottoms, end, space)
     closing = cv2.getStructuringElement(cv2.MORPH_RECT, (max(3, int(0.7 * space)), 1))
     gap = 0
     while gap <= bridge:
-        x, top, bottom, _ = points[-1]
+        x, top, bottom = points[-1]
         cols = x + direction * (np.arange(count * block) + 1.0)
         cols = cols[(cols >= 0) & (cols <= w - 1)]
         blocks = len(cols) // block
@@ -693,7 +704,6 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
             faint = _faint_lines(cv2.remap(work.gray, *grid, cv2.INTER_LINEAR), space,
                                  work.depth)
             hits = _line_hits(np.maximum(strip / 255.0, faint), blocks)
-        runs = _line_hits(cv2.remap(work.runs, *grid, cv2.INTER_LINEAR) / 255.0, blocks)
         drift, found = 0, len(points)
         for k in range(blocks):
             lo, hi = max(0, drift - 1 + SHIFT), min(2 * SHIFT, drift + 1 + SHIFT)
@@ -708,13 +718,12 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
             c = (k + 0.5) * block
             i = min(len(cols) - 1, int(c))
             offset = drift * ROW_STEP * (b[i] - t[i]) / 4.0
-            points.append((float(cols[i]), float(t[i] + offset), float(b[i] + offset),
-                           bool(runs[drift + SHIFT, k] >= 4)))
+            points.append((float(cols[i]), float(t[i] + offset), float(b[i] + offset)))
             gap = 0
         if len(points) == found:
             break
         slope = _walked_slope(points, space, slope)
-    return [p[:3] for p in points]
+    return points
 
 
 def _end_slope(xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray, end: int,
@@ -731,21 +740,11 @@ def _end_slope(xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray, end: int,
 
 
 def _walked_slope(points: list, space: float, old: tuple[float, float]) -> tuple[float, float]:
-    recent = np.array([p[:3] for p in points if abs(p[0] - points[-1][0]) <= 8 * space])
+    recent = np.array([p for p in points if abs(p[0] - points[-1][0]) <= 8 * space])
     if len(recent) < 3 or np.ptp(recent[:, 0]) < 2 * space:
         return old
     return float(np.polyfit(recent[:, 0], recent[:, 1], 1)[0]), \
         float(np.polyfit(recent[:, 0], recent[:, 2], 1)[0])
-
-
-def _trimmed(points: list, most: int) -> list[tuple[float, float, float]]:
-    """The walk without its outer blocks whose lines have no long runs (at most `most`)."""
-    keep = len(points)
-    while keep > 1 and not points[keep - 1][3] and len(points) - keep < most:
-        keep -= 1
-    if keep > 1 and not points[keep - 1][3]:
-        keep = len(points)  # nothing but short ink for that long: a staff in a poor photo
-    return [p[:3] for p in points[:keep]]
 
 
 def _thick(ink: np.ndarray) -> np.ndarray:
