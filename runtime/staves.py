@@ -252,8 +252,13 @@ def _grain(gray: np.ndarray) -> float:
 
 
 def _staff_space(binary: np.ndarray) -> float | None:
-    """The most common line-to-line distance: black run + white run in vertical columns."""
-    cols = binary[:, :: max(1, binary.shape[1] // 200)] > 0
+    """The most common line-to-line distance: black run + white run in vertical columns,
+    counted on horizontal strokes only (15 pixels or longer, once breaks of a few pixels are
+    closed): the grain of a noisy photo, and a desk's texture around the page, would
+    outnumber the staff lines' pitch."""
+    closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, np.ones((1, 5), np.uint8))
+    strokes = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((1, 15), np.uint8))
+    cols = strokes[:, :: max(1, binary.shape[1] // 200)] > 0
     padded = np.pad(cols, ((1, 1), (0, 0))).astype(np.int8)
     edges = np.diff(padded, axis=0)
     pitches: list[np.ndarray] = []
