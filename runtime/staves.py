@@ -202,8 +202,13 @@ def _working_frame(gray: np.ndarray) -> _Work | None:
     if space is not None and (space < 7 and scale < 1.0 or space > 14):
         wanted = min(1.0, scale * 10.0 / space)
         if abs(wanted - scale) > 0.1 * scale:
+            expected = space * wanted / scale
             scale = wanted
             small, binary, space = _reduced(gray, scale)
+            # At the new size the grain may look like lines where it did not before: keep
+            # the first measure, scaled, unless the new one agrees with it.
+            if space is None or abs(space - expected) > 0.2 * expected:
+                space = expected
     if space is None:
         return None
     angle = _skew_angle(_long_strokes(binary, space), space)
@@ -252,31 +257,36 @@ def _grain(gray: np.ndarray) -> float:
 
 
 def _staff_space(binary: np.ndarray) -> float | None:
-    """The most common line-to-line distance: black run + white run in vertical columns,
-    counted on horizontal strokes only (15 pixels or longer, once breaks of a few pixels are
-    closed): the grain of a noisy photo, and a desk's texture around the page, would
-    outnumber the staff lines' pitch."""
+    """The most common line-to-line distance: black run + white run in vertical columns.
+
+    Counted on horizontal strokes only (15 pixels or longer, once breaks of a few pixels are
+    closed), and where three pitches in a row agree, as the four of a staff's five lines do:
+    the grain of a noisy photo and a desk's texture around the page have pitches too, more
+    of them than the lines, but irregular ones. Where too few pitches agree, all count.
+    """
     closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, np.ones((1, 5), np.uint8))
     strokes = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((1, 15), np.uint8))
     cols = strokes[:, :: max(1, binary.shape[1] // 200)] > 0
-    padded = np.pad(cols, ((1, 1), (0, 0))).astype(np.int8)
-    edges = np.diff(padded, axis=0)
-    pitches: list[np.ndarray] = []
+    edges = np.diff(np.pad(cols, ((1, 1), (0, 0))).astype(np.int8), axis=0)
+    every: list[np.ndarray] = []
+    regular: list[np.ndarray] = []
     for c in range(cols.shape[1]):
-        starts = np.flatnonzero(edges[:, c] == 1)
-        if len(starts) > 2:
-            pitches.append(np.diff(starts))
-    if not pitches:
-        return None
-    values = np.concatenate(pitches)
-    values = values[(values >= 4) & (values <= binary.shape[0] // 4 + 4)]
-    if len(values) < 20:
-        return None
-    counts = np.bincount(values)
-    best = int(np.argmax(counts))
-    # Refine to sub-pixel with the neighbouring bins.
-    lo, hi = max(best - 1, 0), min(best + 2, len(counts))
-    return float(np.average(np.arange(lo, hi), weights=counts[lo:hi]))
+        pitch = np.diff(np.flatnonzero(edges[:, c] == 1))
+        every.append(pitch)
+        if len(pitch) >= 3:
+            runs = np.lib.stride_tricks.sliding_window_view(pitch, 3)
+            agree = runs.max(axis=1) - runs.min(axis=1) <= 1
+            regular.append(runs[agree, 1])
+    top = binary.shape[0] // 4 + 4
+    for values in (np.concatenate(regular or [np.array([], int)]), np.concatenate(every)):
+        values = values[(values >= 4) & (values <= top)]
+        if len(values) >= 20:
+            counts = np.bincount(values)
+            best = int(np.argmax(counts))
+            # Refine to sub-pixel with the neighbouring bins.
+            lo, hi = max(best - 1, 0), min(best + 2, len(counts))
+            return float(np.average(np.arange(lo, hi), weights=counts[lo:hi]))
+    return None
 
 
 def _without_bands(binary: np.ndarray, space: float) -> np.ndarray:
