@@ -21,8 +21,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
-
 from omr.recognize import DEFAULT_MODEL, Recognizer
 from omr.staves import detect_staves
 

@@ -10,7 +10,7 @@ split is engraved in the held-out font. Prints staff recall and precision, both 
 staff spaces, exact system grouping, detection time; with --crops, how often the clef of a tight
 crop stays inside the model's window; with --ser, page-to-tokens SER with staves cut by the
 detector and by the truth. Saves the worst pages, detections over truth, to
-benchmarks/results/staves-worst.png and the figures to benchmarks/results/staves.json.
+benchmarks/results/staves-worst.jpg and the figures to benchmarks/results/staves.json.
 """
 
 from __future__ import annotations
@@ -28,9 +28,16 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
-from omr.staves import DetectedStaff, detect_staves, main_staff  # noqa: E402
-from omr_train.staff_eval import (PageScore, detected_lines, load_page, score_page,  # noqa: E402
-                                  tight_crop, truth_staff, write_pages)
+from omr.staves import DetectedStaff, detect_staves, main_staff
+from omr_train.staff_eval import (
+    PageScore,
+    detected_lines,
+    load_page,
+    score_page,
+    tight_crop,
+    truth_staff,
+    write_pages,
+)
 
 
 def run_pages(paths: list[Path]) -> list[tuple[Path, PageScore, list[DetectedStaff]]]:
@@ -98,7 +105,7 @@ def draw_worst(results, out: Path, count: int = 6) -> None:
         width = max(r.shape[1] for r in rows)
         rows = [cv2.copyMakeBorder(r, 0, 0, 0, width - r.shape[1], cv2.BORDER_CONSTANT,
                                    value=(255, 255, 255)) for r in rows]
-        cv2.imwrite(str(out), np.vstack(rows))
+        cv2.imwrite(str(out), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
 def run_crops(paths: list[Path], count: int, fraction: float, seed: int = 0) -> dict:
@@ -183,7 +190,7 @@ def main() -> None:
         figures |= run_ser(paths, args.ser)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.split == "test" else f"-{args.split}"
-    draw_worst(results, args.out / f"staves-worst{suffix}.png")
+    draw_worst(results, args.out / f"staves-worst{suffix}.jpg")
     (args.out / f"staves{suffix}.json").write_text(json.dumps(figures, indent=1) + "\n")
     for key, value in figures.items():
         print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")

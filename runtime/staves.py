@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 import cv2
 import numpy as np
@@ -114,7 +115,7 @@ def _systems(work: _Work, staves: list[DetectedStaff]) -> list[DetectedStaff]:
     """
     starts: list[list[float]] = [[] for _ in staves]
     system, out = 0, staves[:1]
-    for k, (upper, lower) in enumerate(zip(staves, staves[1:])):
+    for k, (upper, lower) in enumerate(pairwise(staves)):
         join = _joined(work, upper, lower)
         if join is None:
             system += 1
@@ -161,7 +162,7 @@ def _stroke_fill(work: _Work, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """For paths down the gap (rows and columns: [..., point, path], pixels), the share of
     each path that is ink: black in the threshold, or a thin vertical line darker than the
     paper a third of a space either side of it (a faint barline in a blurred photo)."""
-    h, w = work.binary.shape
+    w = work.binary.shape[1]
     c = np.clip(np.round(cols).astype(int), 0, w - 1)
     ink = work.binary[rows, c] > 0
     side = max(2, round(work.space / 3))
@@ -537,7 +538,8 @@ def _combine(tracks: list[list[tuple[float, float, float]]],
                 break
         else:
             groups.append(list(track))
-    return [_without_strays(sorted(group), space) for group in groups]
+    cleaned = [_without_strays(sorted(group), space) for group in groups]
+    return [track for track in cleaned if track]
 
 
 def _offset(track: list[tuple[float, float, float]], group: list[tuple[float, float, float]]) -> float:
@@ -687,7 +689,7 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
     from any one straight line. A brace or bracket the walk reaches is cut off later, at the
     system's barline (_systems).
     """
-    h, w = work.binary.shape
+    w = work.binary.shape[1]
     space = work.space
     block = max(2, round(space / 3))
     count = max(2, int(STRETCH * space / block))

@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("verovio")
 
-from omr.staves import detect_staves, main_staff  # noqa: E402
-from omr_train.augment import PageShot  # noqa: E402
-from omr_train.staff_eval import make_page, score_page, tight_crop  # noqa: E402
-from omr_train.synth.layout import PageLayout  # noqa: E402
+from omr.staves import detect_staves, main_staff
+from omr_train.augment import PageShot
+from omr_train.staff_eval import make_page, score_page, tight_crop
+from omr_train.synth.layout import PageLayout
 
 PART = PageLayout(system_size=1, systems=5, measures=3, clef_set=("G2",), key=3, time="6/8",
                   labels=True, tempo=True, dynamics=0.1, rehearsal=True)
@@ -87,3 +87,17 @@ def test_grand_staves_come_out_as_systems_in_score_json_and_preview(recognizer, 
     blue = (column[..., 0] > 150) & (column[..., 2] < 80)
     assert blue.any()
     assert cv2.imencode(".png", picture)[0]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_noise_desk_and_text_give_no_staff_and_no_crash(seed):
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    noise = np.clip(rng.normal(128, 40, (900, 700)), 0, 255).astype(np.uint8)
+    text = np.full((600, 900), 240, np.uint8)
+    for k in range(12):
+        cv2.putText(text, "Allegro moderato e cantabile", (20, 40 + 45 * k),
+                    cv2.FONT_HERSHEY_SIMPLEX, 1.0, 20, 2)
+    assert detect_staves(noise) == []
+    assert detect_staves(text) == []

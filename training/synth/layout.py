@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from .engrave import Engraver
-from .mei import DYNAMICS, SYLLABLES, TEMPI, Clutter, _staff_def, _Writer, close_ties
+from .mei import TEMPI, Clutter, _staff_def, _Writer, close_ties
 from .music import Event, Snippet, semantic_tokens
 from .procedural import CLEF_BOTTOM, _measure, measure_quarters
 
