@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .engrave import Engraver
+from .engrave import _MARGIN, _SIZE, _STAFF_LINE, _VIEWBOX, Engraver
 from .mei import TEMPI, Clutter, _staff_def, _Writer, close_ties
 from .music import Event, Snippet, semantic_tokens
 from .procedural import CLEF_BOTTOM, _measure, measure_quarters
@@ -35,11 +35,7 @@ SYSTEM_SIZES = (1, 2, 3, 4)
 SYSTEM_WEIGHTS = (0.45, 0.35, 0.08, 0.12)
 
 _SYSTEM = re.compile(r'<g id="[^"]+" class="system">')
-_LINE = re.compile(r'<path d="M(-?[\d.]+) (-?[\d.]+) L(-?[\d.]+) (-?[\d.]+)" stroke-width')
 _CLEF = re.compile(r'class="clef">\s*<use xlink:href="#[^"]+" transform="translate\((-?[\d.]+),')
-_SIZE = re.compile(r'<svg width="([\d.]+)px" height="([\d.]+)px"')
-_VIEWBOX = re.compile(r'class="definition-scale"[^>]*viewBox="0 0 ([\d.]+) ([\d.]+)"')
-_MARGIN = re.compile(r'class="page-margin" transform="translate\((-?[\d.]+), (-?[\d.]+)\)"')
 
 
 @dataclass(frozen=True)
@@ -160,13 +156,13 @@ def page_mei(layout: PageLayout, rng: np.random.Generator) -> tuple[str, list[li
         brk = "<sb/>" if (k + 1) % layout.measures == 0 and k < total - 1 else ""
         measures.append(f'<measure n="{k + 1}"{right}>{"".join(body)}{controls}</measure>{brk}')
     names = rng.choice(INSTRUMENTS, len(clefs), replace=False) if layout.labels else None
-    defs = "".join(_staff_def(i + 1, c, layout.key, layout.time).replace(
-        "/>", f' label="{names[i]}"/>' if names is not None else "/>") for i, c in enumerate(clefs))
+    staff_defs = [_staff_def(i + 1, c, layout.key, layout.time).replace(
+        "/>", f' label="{names[i]}"/>' if names is not None else "/>") for i, c in enumerate(clefs)]
+    defs = "".join(staff_defs)
     group = {1: "", 2: ' symbol="brace" bar.thru="true"', 3: "", 4: ' symbol="bracket"'}
     if len(clefs) == 3:  # voice above a braced piano
-        defs = (_staff_def(1, clefs[0], layout.key, layout.time).replace(
-            "/>", f' label="{names[0]}"/>' if names is not None else "/>")
-            + f'<staffGrp symbol="brace" bar.thru="true">{defs.split("/>", 1)[1]}</staffGrp>')
+        defs = (staff_defs[0] + '<staffGrp symbol="brace" bar.thru="true">'
+                + "".join(staff_defs[1:]) + "</staffGrp>")
     head = _page_head(layout, rng)
     mei = ('<?xml version="1.0" encoding="UTF-8"?>'
            '<mei xmlns="http://www.music-encoding.org/ns/mei" meiversion="5.0"><meiHead><fileDesc>'
@@ -252,7 +248,7 @@ def _truth(svg: str, staves: list[list[Snippet]], px: float) -> list[TruthStaff]
         rows: dict[float, list[float]] = {}
         clefs: list[tuple[float, float]] = []
         for part in chunk.split('class="staff"')[1:]:
-            lines = _LINE.findall(part[:2000])[:5]
+            lines = _STAFF_LINE.findall(part[:2000])[:5]
             for x0, y0, x1, _ in lines:
                 rows.setdefault(float(y0), []).extend([float(x0), float(x1)])
             clef = _CLEF.search(part)
