@@ -353,7 +353,8 @@ def _skew_angle(lines: np.ndarray, space: float) -> float:
     """The page's rotation in degrees: the shear that makes the row profile of lines sharpest.
 
     Staff lines project onto few rows only when the projection follows their slope; the sum of
-    squared row counts measures that. Coarse search to 10 degrees (a page photographed by hand tilts up to 8), then a fine one.
+    squared row counts measures that. Coarse search to 10 degrees (a page photographed by hand
+    tilts up to 8), then two finer ones.
     """
     ys, xs = np.nonzero(lines)
     if len(ys) < 100:
@@ -388,7 +389,8 @@ def _row_peaks(profile: np.ndarray, space: float) -> tuple[np.ndarray, np.ndarra
     return (starts[thin] + ends[thin] - 1) / 2.0, np.stack([starts[~thin], ends[~thin]], 1)
 
 
-SHEARS = (0.0, -0.035, 0.035, -0.07, 0.07, -0.105, 0.105)  # residual slopes a strip's profile is taken along
+# The residual slopes along which a strip's profile is taken.
+SHEARS = (0.0, -0.035, 0.035, -0.07, 0.07, -0.105, 0.105)
 
 
 def _sheared_profile(columns: np.ndarray, width: int) -> np.ndarray:
@@ -670,9 +672,8 @@ def _extent(work: _Work, xs: np.ndarray, tops: np.ndarray,
     left = _follow(work, xs, tops, bottoms, -1)
     right = _follow(work, xs, tops, bottoms, 1)
     lo, hi = left[-1][0], right[-1][0]
-    inner = [p for p in zip(xs, tops, bottoms) if lo < p[0] < hi]
-    out = sorted(set(left[:-1:4] + right[:-1:4] + inner)) if lo < hi else []
-    out = [left[-1]] + [p for p in out if lo < p[0] < hi] + [right[-1]]
+    walked = set(left[:-1:4] + right[:-1:4] + list(zip(xs, tops, bottoms)))
+    out = [left[-1]] + sorted(p for p in walked if lo < p[0] < hi) + [right[-1]]
     return tuple(np.array(v, dtype=np.float64) for v in zip(*out))
 
 
@@ -764,14 +765,6 @@ def _walked_slope(points: list, space: float, old: tuple[float, float]) -> tuple
         float(np.polyfit(recent[:, 0], recent[:, 2], 1)[0])
 
 
-def _thick(ink: np.ndarray) -> np.ndarray:
-    """Ink at a row or either row beside it."""
-    out = ink.copy()
-    out[1:] = np.maximum(out[1:], ink[:-1])
-    out[:-1] = np.maximum(out[:-1], ink[1:])
-    return out
-
-
 def _faint_lines(gray: np.ndarray, space: float, depth: float) -> np.ndarray:
     """1 where a row of the straightened strip is a line too faint for the threshold: darker,
     once smoothed along the line, than the rows half a space above and below it."""
@@ -789,7 +782,7 @@ def _line_hits(presence: np.ndarray, n: int) -> np.ndarray:
     off the prediction), from the strip's per-row line presence (0..1)."""
     profile = cv2.resize(presence.astype(np.float32), (n, presence.shape[0]),
                          interpolation=cv2.INTER_AREA)
-    thick = _thick(profile)  # a line is thicker than one row of the strip
+    thick = cv2.dilate(profile, np.ones((3, 1), np.uint8))  # a line is thicker than a row
     line_rows = (np.arange(5) / ROW_STEP + PAD).round().astype(int)
     on = np.stack([thick[line_rows + d] for d in range(-SHIFT, SHIFT + 1)])
     # The count of lines, plus a fraction for how squarely the comb sits on them: of two
