@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from omr.staves import DetectedStaff, detect_staves, main_staff
 from omr_train.staff_eval import (
     PageScore,
+    clef_inside,
     detected_lines,
     load_page,
     score_page,
@@ -127,15 +128,15 @@ def run_crops(paths: list[Path], count: int, fraction: float, seed: int = 0) -> 
         if found is None:
             unfound += 1
             continue
-        x0, _, x1, _ = found.window(fraction)
-        inside += x0 <= clef_x + 0.1 * staff.space_at(0) and x1 > clef_x
+        inside += clef_inside(found, clef_x, staff.space_at(0), fraction)
     return {"crops": total, "clef_inside_found_staff": inside / max(1, total),
             "crops_no_staff_found": unfound,
             "clef_inside_as_read": (inside + unfound) / max(1, total)}
 
 
-def run_ser(paths: list[Path], count: int) -> dict:
-    """Page-to-tokens SER: the shipped model reads staves cut by the detector, then by the truth."""
+def run_ser(results: list[tuple[Path, PageScore, list[DetectedStaff]]], count: int) -> dict:
+    """Page-to-tokens SER: the shipped model reads staves cut by the detector (its staves from
+    run_pages), then by the truth."""
     from omr.recognize import Recognizer
     from omr.semantic import repair
     from omr.staves import staff_crop
@@ -144,9 +145,8 @@ def run_ser(paths: list[Path], count: int) -> dict:
     rec = Recognizer()
     errors = {"detector": 0, "truth": 0}
     tokens = 0
-    for path in tqdm(paths[:count], desc="ser", unit="page"):
+    for path, _, found in tqdm(results[:count], desc="ser", unit="page"):
         photo, truth, _ = load_page(path)
-        found = detect_staves(photo)
         lines = [detected_lines(s) for s in found]
         for t in truth:
             tokens += len(normalise(t.tokens))
@@ -161,7 +161,7 @@ def run_ser(paths: list[Path], count: int) -> dict:
                 crop = staff_crop(photo, cut[name], rec.info.input_height, rec.info.staff_fraction)
                 read = rec.decode([crop])[0]
                 errors[name] += staff_edits(repair(read.tokens, open_end=True), t.tokens)[0]
-    return {"ser_pages": min(count, len(paths)), "ser_tokens": tokens,
+    return {"ser_pages": min(count, len(results)), "ser_tokens": tokens,
             "ser_detector": errors["detector"] / max(1, tokens),
             "ser_truth": errors["truth"] / max(1, tokens)}
 
@@ -187,7 +187,7 @@ def main() -> None:
 
         figures |= run_crops(paths, args.crops, Recognizer().info.staff_fraction)
     if args.ser:
-        figures |= run_ser(paths, args.ser)
+        figures |= run_ser(results, args.ser)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.split == "test" else f"-{args.split}"
     draw_worst(results, args.out / f"staves-worst{suffix}.jpg")

@@ -13,7 +13,7 @@ pytest.importorskip("verovio")
 
 from omr.staves import detect_staves, main_staff
 from omr_train.augment import PageShot
-from omr_train.staff_eval import make_page, score_page, tight_crop
+from omr_train.staff_eval import clef_inside, make_page, score_page, tight_crop
 from omr_train.synth.layout import PageLayout
 
 PART = PageLayout(system_size=1, systems=5, measures=3, clef_set=("G2",), key=3, time="6/8",
@@ -63,8 +63,7 @@ def test_tight_crop_keeps_the_clef_in_the_models_window(page, both):
         crop, clef_x = tight_crop(photo, staff, rng, both=both)
         found = main_staff(crop)
         assert found is not None
-        x0, _, x1, _ = found.window(0.30)
-        assert x0 <= clef_x + 0.1 * staff.space_at(0) < x1
+        assert clef_inside(found, clef_x, staff.space_at(0), 0.30)
 
 
 def test_grand_staves_come_out_as_systems_in_score_json_and_preview(recognizer, tmp_path):

@@ -236,7 +236,7 @@ class PageShot:
     bend: float = 0.0  # page curl: the lines' sag at the bound edge, in page heights
     fan: float = 0.0  # how much more the top and bottom of the page curl than its middle
     spine: int = 1  # the bound edge, where the page curls: -1 left, 1 right
-    scan: bool = False  # a 1-bit scan: flat, nearly square, thresholded
+    scan: bool = False  # a 1-bit scan: flat, nearly straight, A4-shaped, thresholded
     desk: float = 90.0
     light: float = 0.2
     shadow: float = 0.0  # darkness of a hard shadow across part of the page

@@ -10,7 +10,7 @@ clef stays inside the window the model reads.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -82,8 +82,7 @@ def make_page(index: int, split: str = "test", seed: int = 0, shot: PageShot | N
     per = 2 * SAMPLES + 1
     staves = [PhotoStaff(moved[k * per:k * per + SAMPLES], moved[k * per + SAMPLES:(k + 1) * per - 1],
                          moved[(k + 1) * per - 1], s.system, s.tokens) for k, s in enumerate(truth)]
-    meta = {"layout": {k: v for k, v in layout.__dict__.items()},
-            "shot": {k: v for k, v in shot.__dict__.items()}}
+    meta = {"layout": asdict(layout), "shot": asdict(shot)}
     return photo, staves, meta
 
 
@@ -201,6 +200,13 @@ def tight_crop(photo: np.ndarray, staff: PhotoStaff, rng: np.random.Generator,
     h, w = photo.shape
     box = [int(max(0, x0)), int(max(0, y0)), int(min(w, x1)), int(min(h, y1))]
     return photo[box[1]:box[3], box[0]:box[2]].copy(), float(staff.clef[0] - box[0])
+
+
+def clef_inside(found: DetectedStaff, clef_x: float, space: float, fraction: float) -> bool:
+    """Whether the window a model reading `found` over `fraction` of its height sees starts
+    before the clef (a tenth of a space's slack) and reaches past it."""
+    x0, _, x1, _ = found.window(fraction)
+    return x0 <= clef_x + 0.1 * space < x1
 
 
 def truth_staff(staff: PhotoStaff) -> DetectedStaff:
