@@ -9,7 +9,8 @@ degrees, perspective, curl, shadows, blur, noise, JPEG, low resolution, 1-bit sc
 split is engraved in the held-out font. Prints staff recall and precision, both ends' error in
 staff spaces, exact system grouping, detection time; with --crops, how often the clef of a tight
 crop stays inside the model's window; with --ser, page-to-tokens SER with staves cut by the
-detector and by the truth. Saves the worst pages, detections over truth, to
+detector and by the truth; with --detector OLD.py, another revision's staves.py on the same
+pages (`git show 7580cd7:runtime/staves.py > OLD.py`: the tracker before). Saves the worst pages, detections over truth, to
 benchmarks/results/staves-worst.jpg and the figures to benchmarks/results/staves.json.
 """
 
@@ -41,14 +42,33 @@ from omr_train.staff_eval import (
 )
 
 
-def run_pages(paths: list[Path]) -> list[tuple[Path, PageScore, list[DetectedStaff]]]:
-    out = []
+def run_pages(paths: list[Path], detect=None) -> tuple[list, int]:
+    """(path, score, staves found) of every page, and how many pages another revision's
+    `detect` crashed on (scored as finding nothing); this revision's own crash stops the run."""
+    out, crashed = [], 0
     for path in tqdm(paths, desc="detect", unit="page"):
         photo, truth, _ = load_page(path)
         clock = time.perf_counter()
-        found = detect_staves(photo)
+        try:
+            found = (detect or detect_staves)(photo)
+        except Exception:  # an old tracker's crash is one of its figures
+            if detect is None:
+                raise
+            found, crashed = [], crashed + 1
         out.append((path, score_page(truth, found, time.perf_counter() - clock), found))
-    return out
+    return out, crashed
+
+
+def other_detector(path: Path):
+    """detect_staves from another revision's staves.py (`git show REV:runtime/staves.py`),
+    loaded inside the omr package so that its relative imports resolve."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("omr._other_staves", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module.detect_staves
 
 
 def summary(results: list[tuple[Path, PageScore, list[DetectedStaff]]]) -> dict:
@@ -175,12 +195,20 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=0)
     parser.add_argument("--ser", type=int, default=0, help="pages to read for the SER figures")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--detector", type=Path,
+                        help="another revision's staves.py, measured on the same pages instead "
+                             "(page figures only, printed, nothing saved)")
     args = parser.parse_args()
     folder = args.data / args.split
     with tqdm(total=args.pages, desc="make pages", unit="page") as bar:
         paths = write_pages(folder, args.pages, args.split, workers=args.workers,
                             progress=bar.update)
-    results = run_pages(paths)
+    if args.detector:
+        results, crashed = run_pages(paths, other_detector(args.detector))
+        for key, value in (summary(results) | {"pages_crashed": crashed}).items():
+            print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
+        return
+    results, _ = run_pages(paths)
     figures = summary(results)
     if args.crops:
         from omr.recognize import Recognizer

@@ -177,7 +177,8 @@ def score_page(truth: list[PhotoStaff], found: list[DetectedStaff], seconds: flo
         right = np.linalg.norm((top[-1] + bottom[-1]) / 2 - t.centre[-1]) / t.space_at(-1)
         errors.append((float(left), float(right)))
     exact = len(match) == len(truth) == len(found) and _same_partition(
-        [truth[i].system for i in sorted(match)], [found[match[i]].system for i in sorted(match)])
+        [truth[i].system for i in sorted(match)],
+        [getattr(found[match[i]], "system", 0) for i in sorted(match)])  # older trackers: none
     return PageScore(len(truth), len(found), len(match), tuple(errors), exact, seconds)
 
 
