@@ -32,6 +32,27 @@ def _init(cache_dir: str, seed: int) -> None:
     _state["opt"] = SynthOptions(seed=seed)
 
 
+def _init_poly(cache_dir: str, seed: int) -> None:
+    from .engrave import Engraver
+    from .system import PolyOptions, load_poly_pools
+
+    _state["pools"] = load_poly_pools(Path(cache_dir))
+    _state["engraver"] = Engraver()
+    _state["opt"] = PolyOptions(seed=seed)
+
+
+def _job_poly(args: tuple[str, int]) -> tuple[int, str | None]:
+    from .system import make_poly_sample, write_poly_sample
+
+    out, index = args
+    try:
+        sample = make_poly_sample(index, _state["opt"], _state["pools"], _state["engraver"])
+    except Exception as e:  # noqa: BLE001 - one unrenderable system must not stop a long run
+        return index, f"{type(e).__name__}: {e}"
+    write_poly_sample(Path(out), sample)
+    return index, None
+
+
 def _job(args: tuple[str, int]) -> tuple[int, str | None]:
     out, index = args
     try:
@@ -70,8 +91,11 @@ def write_manifest(out: Path, count: int) -> int:
 @click.option("--split", "only", type=click.Choice([name for name, _ in SPLITS]), default=None,
               help="Engrave only this split's staves of the COUNT: the test split of a set, "
                    "the same staves as in the whole set, in a twentieth of the time.")
+@click.option("--poly", is_flag=True,
+              help="Chords, two voices a staff and grand staves (chorales, quartets, piano "
+                   "pieces, piano textures): COUNT systems of one or two staves each.")
 def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus: bool,
-         max_seconds: float, only: str | None) -> None:
+         max_seconds: float, only: str | None, poly: bool) -> None:
     """Engrave COUNT labelled staves into OUT (resumable; same seed, same dataset)."""
     from rich.progress import (
         BarColumn,
@@ -82,17 +106,25 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
     )
 
     out.mkdir(parents=True, exist_ok=True)
-    if not no_corpus:
+    if poly:
+        if no_corpus:
+            raise click.ClickException("--poly draws on the music21 corpus: drop --no-corpus")
+        _ensure_poly_cache(cache, workers)
+    elif not no_corpus:
         _ensure_cache(cache, workers)
+    from .system import is_poly_done
+
+    done = is_poly_done if poly else is_done
     wanted = [i for i in range(count) if only is None or sample_split(seed, i) == only]
-    todo = [i for i in wanted if not is_done(out, i)]
+    todo = [i for i in wanted if not done(out, i)]
     failed = 0
     columns = (TextColumn("engraving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    init, job = (_init_poly, _job_poly) if poly else (_init, _job)
     with Progress(*columns) as bar, ProcessPoolExecutor(
-            workers, initializer=_init, initargs=(str(cache) if not no_corpus else "/nonexistent", seed)) as pool:
+            workers, initializer=init, initargs=(str(cache) if not no_corpus else "/nonexistent", seed)) as pool:
         task = bar.add_task("engraving", total=len(wanted), completed=len(wanted) - len(todo))
         start = time.monotonic()
-        for index, err in pool.map(_job, [(str(out), i) for i in todo], chunksize=16):
+        for index, err in pool.map(job, [(str(out), i) for i in todo], chunksize=16):
             if err:
                 failed += 1
                 print(f"omr-synth: sample {index} skipped: {err}", file=sys.stderr)
@@ -100,6 +132,14 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
             if max_seconds and time.monotonic() - start > max_seconds:
                 pool.shutdown(wait=True, cancel_futures=True)
                 break
+    if poly:
+        from .system import write_poly_manifest
+
+        n, systems = write_poly_manifest(out, count)
+        (out / "synth.json").write_text(json.dumps({"count": count, "seed": seed, "split": only,
+                                                    "poly": True, "written": n, "systems": systems}))
+        click.echo(f"{n} staves in {systems} systems in {out} ({failed} skipped)")
+        return
     n = write_manifest(out, count)
     (out / "synth.json").write_text(json.dumps({"count": count, "seed": seed, "split": only, "written": n}))
     click.echo(f"{n} staves in {out} ({failed} skipped)")
@@ -120,6 +160,20 @@ def _ensure_cache(cache: Path, workers: int) -> None:
         click.echo(f"music21 is not installed: using the cached collections {', '.join(have)}")
         return
     click.echo(f"parsing the music21 corpus into {cache} (once, a few minutes)")
+    build_cache(cache, workers=workers)
+
+
+def _ensure_poly_cache(cache: Path, workers: int) -> None:
+    from .reductions import SOURCES, build_cache, cache_path
+
+    if all(cache_path(cache, s).exists() for s in SOURCES):
+        return
+    try:
+        import music21  # noqa: F401
+    except ImportError:
+        raise click.ClickException("no polyphonic cache and no music21 to build one: "
+                                   "install the train extra") from None
+    click.echo(f"reducing the music21 chorales, quartets and piano pieces into {cache} (once)")
     build_cache(cache, workers=workers)
 
 

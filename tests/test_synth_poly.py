@@ -1,0 +1,168 @@
+"""The polyphonic engine: chord and voice labels, ties, clashes, the folder layout, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("verovio")
+
+from click.testing import CliRunner
+from omr.semantic import notes_from_tokens
+from omr_train.dataset import read_folder
+from omr_train.synth import reductions
+from omr_train.synth.cli import main as synth_main
+from omr_train.synth.engrave import FONTS, HELD_OUT_FONT, Engraver
+from omr_train.synth.poly import (
+    PolyStaff,
+    System,
+    chord,
+    close_ties,
+    rest,
+    staff_notes,
+    staff_tokens,
+    well_formed,
+)
+from omr_train.synth.system import PolyOptions, draw_poly, load_poly_pools, make_poly_sample
+
+FILES = {"chorale": ["bach/bwv250", "bach/bwv269", "bach/bwv347", "bach/bwv40.8"],
+         "quartet": ["haydn/opus1no1/movement4"], "piano": ["mozart/k545/movement1_exposition"]}
+
+
+def _n(step: str, octave: int, alter: int = 0, tie: bool = False):
+    return step, alter, octave, tie
+
+
+def test_soprano_half_over_two_alto_quarters_is_one_group_then_the_alto():
+    # The notation's own example: voices are not written, the time rule keeps them apart.
+    m = ((chord("half", 0, [_n("C", 5)]),),
+         (chord("quarter", 0, [_n("E", 4)]), chord("quarter", 0, [_n("F", 4)])))
+    staff = PolyStaff("G2", 0, None, (m,))
+    assert staff_tokens(staff) == ["clef-G2", "note-E4_quarter", "|", "note-C5_half",
+                                   "note-F4_quarter", "barline"]
+    assert staff_notes(staff) == [(64, 0.0, 1.0), (72, 0.0, 2.0), (65, 1.0, 1.0)]
+
+
+def test_a_chord_reads_bottom_up_and_a_tie_follows_its_note():
+    m1 = ((chord("half", 0, [_n("G", 4), _n("C", 4, tie=True), _n("E", 4)]),),)
+    m2 = ((chord("half", 0, [_n("C", 4), _n("F", 4)]),),)
+    staff = PolyStaff("G2", 2, "2/4", (m1, m2))
+    tokens = staff_tokens(close_ties(System((staff,))).staves[0])
+    assert tokens[3:10] == ["note-C4_half", "tie", "|", "note-E4_half", "|", "note-G4_half",
+                            "barline"]
+    played = [(n.pitch, n.onset, n.duration) for n in notes_from_tokens(tokens)]
+    assert sorted(played) == sorted(staff_notes(staff)) and (60, 0.0, 4.0) in played
+
+
+def test_a_tie_to_another_pitch_or_past_the_end_is_dropped():
+    m1 = ((chord("quarter", 0, [_n("C", 4, tie=True)]), chord("quarter", 0, [_n("D", 4, tie=True)])),)
+    staff = close_ties(System((PolyStaff("G2", 0, "2/4", (m1,)),))).staves[0]
+    assert "tie" not in staff_tokens(staff)
+
+
+def test_rests_of_two_voices_come_after_the_notes_shortest_first():
+    m = ((rest("half"),), (chord("quarter", 0, [_n("A", 3)]), rest("quarter")))
+    tokens = staff_tokens(PolyStaff("F4", -1, "2/4", (m,)))
+    assert tokens[3:8] == ["note-A3_quarter", "|", "rest-half", "rest-quarter", "barline"]
+
+
+def test_a_unison_between_voices_is_rejected():
+    m = ((chord("half", 0, [_n("C", 5)]),),
+         (chord("quarter", 0, [_n("A", 4)]), chord("quarter", 0, [_n("C", 5)])))
+    assert not well_formed(System((PolyStaff("G2", 0, "2/4", (m,)),)))
+    short = ((chord("half", 0, [_n("C", 5)]),), (chord("quarter", 0, [_n("A", 4)]),))
+    assert not well_formed(System((PolyStaff("G2", 0, "2/4", (short,)),)))  # a gap
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """A small polyphonic cache: a few chorales, a quartet movement and a piano piece."""
+    pytest.importorskip("music21")
+    from music21 import corpus
+
+    d = tmp_path_factory.mktemp("cache")
+    for source, names in FILES.items():
+        rows = [r for n in names for r in reductions.parse_file(str(corpus.getWork(n)), source)]
+        assert rows, source
+        with gzip.open(reductions.cache_path(d, source), "wt") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+    return d
+
+
+def _everywhere(cache: Path) -> dict:
+    """Every split draws from every cached piece: a small cache has no test chorale."""
+    pools = load_poly_pools(cache)
+    merged = {k: [r for p in pools.values() for r in p[k]] for k in pools["train"]}
+    return {s: merged for s in pools}
+
+
+def test_reductions_keep_two_voices_a_staff_and_their_clefs(cache):
+    pools = _everywhere(cache)
+    assert all(pools["train"][k] for k in ("chorale", "quartet", "piano", "texture"))
+    chorale = pools["train"]["chorale"][0]
+    ok = [m for m in chorale.measures if m["ok"]]
+    assert ok and all(len(m["staves"]) == 2 and m["clefs"] == ["G2", "F4"] for m in ok)
+    assert any(len(v) == 2 for m in ok for v in m["staves"])
+
+
+def test_every_kind_is_drawn_and_its_labels_parse_to_its_notes(cache):
+    from omr_train.synth.system import parser_disagreement
+    from omr_train.synth.textures import TEXTURES
+
+    pools = _everywhere(cache)
+    for kind in ["chorale", "quartet", "piano"] + [f"texture/{t}" for t in TEXTURES]:
+        for i in range(6):
+            d = draw_poly(i, PolyOptions(seed=4, only=kind), pools)
+            assert d.system.source == kind
+            assert parser_disagreement(d.system) is None, kind
+
+
+def test_a_sample_has_one_crop_a_staff_inside_its_system_image(cache):
+    pools = _everywhere(cache)
+    s = make_poly_sample(3, PolyOptions(seed=2, grand_share=1.0), pools, Engraver())
+    assert len(s.staves) == 2 and all(c.shape[0] == 160 for c in s.staves)
+    h, w = s.system_image.shape
+    for staff in s.meta["staves"]:
+        x0, y0, x1, y1 = staff["box"]
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    first, second = (b["box"] for b in s.meta["staves"])
+    assert second[1] > first[3]  # the bass staff under the treble staff
+    spans = s.meta["measures"]
+    assert [m["tokens"][0][1] for m in spans][-1] == len(s.tokens[0])
+    assert all(len(m["tokens"]) == 2 for m in spans)
+
+
+def test_cli_writes_systems_the_loader_reads_resumably(cache, tmp_path):
+    out = tmp_path / "poly"
+    args = ["--out", str(out), "--count", "8", "--workers", "1", "--seed", "5",
+            "--cache", str(cache), "--poly"]
+    r = CliRunner().invoke(synth_main, args)
+    assert r.exit_code == 0, r.output
+    staves = read_folder(out)
+    systems = [json.loads(line) for line in (out / "systems.jsonl").open()]
+    assert len(systems) == 8 and len(staves) == sum(len(s["staves"]) for s in systems)
+    assert all(s.split and s.font in FONTS for s in staves)
+    by_id = {s.id: s for s in staves}
+    for system in systems:
+        for staff in system["staves"]:
+            assert list(by_id[staff["id"]].tokens) == staff["tokens"]
+        assert (out / system["id"] / system["system_image"]).exists()
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    r = CliRunner().invoke(synth_main, args)  # resumes: nothing is engraved again
+    assert r.exit_code == 0 and {p: p.read_bytes() for p in out.rglob("*.png")} == before
+
+
+def test_the_held_out_font_is_only_in_the_test_split(cache):
+    pools = _everywhere(cache)
+    fonts = {}
+    for i in range(120):
+        d = draw_poly(i, PolyOptions(seed=9), pools)
+        fonts.setdefault(d.split, set()).add(d.style.font)
+    assert HELD_OUT_FONT not in fonts["train"] | fonts.get("val", set())
+    img = make_poly_sample(0, PolyOptions(seed=9), pools, Engraver()).staves[0]
+    assert img.dtype == np.uint8 and cv2.countNonZero(255 - img) > 0
