@@ -22,6 +22,7 @@ from . import semantic
 from .clef import PATCH, reread_doubtful
 from .decode import CLEF_DOUBT, Decoded, DecodeOptions, decode
 from .geometry import STAFF_FRACTION
+from .parts import Arrangement, arrange
 from .vocab import Vocabulary
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "crnn.onnx"
@@ -66,12 +67,26 @@ class Score:
 
     @property
     def tokens(self) -> list[str]:
-        """All staves' tokens in reading order, repaired as one sequence."""
+        """All staves' tokens in reading order, repaired as one sequence (one part: meant for
+        pages whose systems are single staves)."""
         return semantic.repair([t for staff in self.staves for t in staff.tokens])
 
     @property
+    def system_tokens(self) -> list[list[list[str]]]:
+        """Each system's staves' tokens, top to bottom, each staff repaired (its last tie kept:
+        staff j of the next system may continue it)."""
+        return [[semantic.repair(s.tokens, open_end=True) for s in system]
+                for system in self.systems]
+
+    @property
+    def arrangement(self) -> Arrangement:
+        """The page as parts (staff j of every system), in step measure by measure."""
+        return arrange(self.system_tokens)
+
+    @property
     def notes(self) -> list[semantic.NoteEvent]:
-        return semantic.notes_from_tokens(self.tokens)
+        """The notes of the whole page, all parts together, in onset order."""
+        return [semantic.NoteEvent(n.pitch, n.onset, n.duration) for n in self.arrangement.notes]
 
     def to_midi(self, path: str | os.PathLike, tempo: float = 100.0, program: int = 0) -> None:
         from .midi import MidiOptions

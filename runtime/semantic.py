@@ -16,7 +16,7 @@ graces before a note take at most half of it, and that note starts later and end
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 DURATIONS: dict[str, float] = {
@@ -351,7 +351,7 @@ def voices(events: Sequence[Event]) -> dict[int, int]:
         if not isinstance(item, Group):
             continue
         first = 0
-        for chord in _chords(item):
+        for chord in chords(item):
             voice = _free_voice(ends, event.onset)
             ends[voice - 1] = event.onset + chord[0].duration
             out.update({m.token: voice for m in chord})
@@ -360,7 +360,9 @@ def voices(events: Sequence[Event]) -> dict[int, int]:
     return out
 
 
-def _chords(group: Group) -> list[list[Member]]:
+def chords(group: Group) -> list[list[Member]]:
+    """A group's chords, as voices() sees them: notes by duration, highest chord first, then
+    each rest alone."""
     by_length: dict[float, list[Member]] = {}
     for m in group.notes:
         by_length.setdefault(m.duration, []).append(m)
@@ -392,18 +394,25 @@ class StaffNote:
 
 def play(tokens: Sequence[str], placed: Layout | None = None) -> list[StaffNote]:
     """The notes of one staff in onset order, ties merged, graces before their note, voiced."""
-    placed = placed or layout(tokens)
+    return [note for note, _ in play_placed(placed or layout(tokens))]
+
+
+def play_placed(placed: Layout, clock: Callable[[Event], float] | None = None
+                ) -> list[tuple[StaffNote, int]]:
+    """`play`, each note with the token of the group it starts in; `clock` moves a group's
+    onset (omr.parts puts the staves of a system in step measure by measure)."""
     voice = voices(placed.events)
-    notes: list[StaffNote] = []
+    notes: list[tuple[StaffNote, int]] = []
     heads: dict[int, int] = {}  # token of a tie's continuation -> index in `notes` of its head
     for event in placed.events:
         if isinstance(event.item, Group):
-            _sound(event.onset, event.item, voice, notes, heads)
+            onset = clock(event) if clock else event.onset
+            _sound(onset, event.token, event.item, voice, notes, heads)
     return notes
 
 
-def _sound(onset: float, group: Group, voice: dict[int, int], notes: list[StaffNote],
-           heads: dict[int, int]) -> None:
+def _sound(onset: float, token: int, group: Group, voice: dict[int, int],
+           notes: list[tuple[StaffNote, int]], heads: dict[int, int]) -> None:
     sounding = group.notes
     if not sounding:
         return  # graces before a rest are not played (nothing to steal their time from)
@@ -413,19 +422,19 @@ def _sound(onset: float, group: Group, voice: dict[int, int], notes: list[StaffN
         # shortest note after them; those notes start later and end on time.
         each = min(GRACE_DURATION, min(m.duration for m in sounding) / 2.0 / len(group.graces))
         for k, graces in enumerate(group.graces):
-            notes += [StaffNote(m.symbol.pitch, onset + k * each, each, voice.get(m.token, 1))
-                      for m in graces]
+            notes += [(StaffNote(m.symbol.pitch, onset + k * each, each, voice.get(m.token, 1)),
+                       token) for m in graces]
         steal = each * len(group.graces)
     for m in sounding:
         if m.token in heads:
             index = heads.pop(m.token)
-            head = notes[index]
-            notes[index] = StaffNote(head.pitch, head.onset, onset + m.duration - head.onset,
-                                     head.voice)
+            head, at = notes[index]
+            notes[index] = (StaffNote(head.pitch, head.onset, onset + m.duration - head.onset,
+                                      head.voice), at)
         else:
             index = len(notes)
-            notes.append(StaffNote(m.symbol.pitch, onset + steal, m.duration - steal,
-                                   voice.get(m.token, 1)))
+            notes.append((StaffNote(m.symbol.pitch, onset + steal, m.duration - steal,
+                                    voice.get(m.token, 1)), token))
         if m.tied_to >= 0:
             heads[m.tied_to] = index
 
@@ -546,7 +555,7 @@ def canonical(tokens: Sequence[str]) -> list[str]:
         first, last = members[0].token, max(spans[-1])
         if last - first + 1 != sum(map(len, spans)) + len(members) - 1:
             continue  # stray ties or repeated joins inside: not a group in the grammar's form
-        ordered = sorted(zip(members, spans), key=lambda p: _member_order(p[0].symbol))
+        ordered = sorted(zip(members, spans), key=lambda p: member_order(p[0].symbol))
         body: list[str] = []
         for k, (_, span) in enumerate(ordered):
             body += ([JOIN] if k else []) + [tokens[j] for j in span]
@@ -554,7 +563,8 @@ def canonical(tokens: Sequence[str]) -> list[str]:
     return out
 
 
-def _member_order(symbol: Symbol | None) -> tuple:
+def member_order(symbol: Symbol | None) -> tuple:
+    """The canonical order of a group: notes from the lowest pitch up, then rests."""
     if isinstance(symbol, Note):
         return (0, symbol.pitch, symbol.duration, symbol.step)
     return (1, 0, symbol.duration if isinstance(symbol, Rest) else 0.0, "")
@@ -652,7 +662,7 @@ def _group_tokens(members: list[Placed]) -> list[str]:
     ties: dict[str, bool] = {}
     for p in members:
         ties[p.token] = ties.get(p.token, False) or p.tie
-    ordered = sorted(ties, key=lambda t: _member_order(parse_token(t)))
+    ordered = sorted(ties, key=lambda t: member_order(parse_token(t)))
     out: list[str] = []
     for k, token in enumerate(ordered):
         out += ([JOIN] if k else []) + [token] + (["tie"] if ties[token] else [])

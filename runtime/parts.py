@@ -1,0 +1,162 @@
+"""A page's staves as parts: staff j of every system is part j (right hand, left hand).
+
+The staves of one system sound together measure by measure: measure k of every staff of a
+system starts at the same time, and lasts as long as the longest of them. So a staff that was
+misread (a duration wrong, a note missed) falls back into step at its next barline instead of
+drifting against the other hand for the rest of the page. A part is read as one sequence, its
+staves one after the other, so a tie at the end of one staff reaches the next staff's first note.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import semantic as sem
+
+
+@dataclass(frozen=True)
+class PageNote:
+    """A note as played on the page: onset and duration in quarter notes from the page's start,
+    the staff it is written on (0-based, reading order), its part and its voice on that staff."""
+
+    pitch: int
+    onset: float
+    duration: float
+    staff: int
+    part: int
+    voice: int = 1
+
+
+@dataclass(frozen=True)
+class Measure:
+    start: float  # quarter notes from the page's start
+    length: float
+
+
+@dataclass(frozen=True)
+class StaffPlan:
+    """Where one staff sits: its system, part, tokens and measure bounds in its part's own time
+    (bounds[k] starts measure k of its system; the last bound is where the staff ends)."""
+
+    staff: int
+    system: int
+    part: int
+    first_token: int  # where its tokens start in its part's sequence
+    bounds: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    notes: tuple[PageNote, ...]  # in onset order
+    metas: tuple[tuple[sem.MetaEvent, ...], ...]  # per part, page time
+    measures: tuple[tuple[Measure, ...], ...]  # per system
+    plans: tuple[StaffPlan, ...]  # per staff, reading order
+    sequences: tuple[tuple[str, ...], ...]  # per part: its staves' tokens, one after the other
+    layouts: tuple[sem.Layout, ...]  # per part
+    length: float
+
+    @property
+    def parts(self) -> int:
+        return len(self.sequences)
+
+    def page_time(self, plan: StaffPlan, t: float) -> float:
+        """A time of `plan`'s part sequence as page time, through the measure it falls in."""
+        k = min(max(bisect.bisect_right(plan.bounds, t) - 1, 0),
+                len(self.measures[plan.system]) - 1)
+        return self.measures[plan.system][k].start + t - plan.bounds[k]
+
+
+def arrange(systems: Sequence[Sequence[Sequence[str]]]) -> Arrangement:
+    """Systems (each a list of staff labels, top to bottom) to parts aligned measure by measure."""
+    parts = max((len(s) for s in systems), default=0)
+    sequences: list[list[str]] = [[] for _ in range(parts)]
+    starts: list[tuple[int, int, int, int]] = []  # staff, system, part, first token
+    for s, system in enumerate(systems):
+        for j, tokens in enumerate(system):
+            starts.append((len(starts), s, j, len(sequences[j])))
+            sequences[j] += tokens
+    layouts = [sem.layout(seq) for seq in sequences]
+    plans = [StaffPlan(staff, s, j, first, _bounds(layouts[j], first, _next_first(starts, j, staff)))
+             for staff, s, j, first in starts]
+    measures = _measures(plans, len(systems))
+    arranged = Arrangement((), (), measures, tuple(plans), tuple(map(tuple, sequences)),
+                           tuple(layouts), 0.0)
+    notes: list[PageNote] = []
+    metas = []
+    for j in range(parts):
+        mine = [p for p in plans if p.part == j]
+        notes += _part_notes(arranged, j, mine)
+        metas.append(tuple(sem.MetaEvent(arranged.page_time(_plan_of(mine, e.token), e.onset), e.item)
+                           for e in layouts[j].events
+                           if isinstance(e.item, (sem.KeySignature, sem.TimeSignature))))
+    length = max([m.start + m.length for ms in measures for m in ms] +
+                 [n.onset + n.duration for n in notes], default=0.0)
+    notes.sort(key=lambda n: (n.onset, n.part, n.pitch))
+    return Arrangement(tuple(notes), tuple(metas), measures, tuple(plans),
+                       tuple(map(tuple, sequences)), tuple(layouts), length)
+
+
+def _next_first(starts: list[tuple[int, int, int, int]], part: int, staff: int) -> int | None:
+    return next((first for st, _, j, first in starts if j == part and st > staff), None)
+
+
+def _bounds(placed: sem.Layout, first: int, end: int | None) -> tuple[float, ...]:
+    """Measure bounds of the staff whose tokens are [first, end) of its part: its start, every
+    barline after some sound, a multirest's inner bars, and its end if a barline is not there."""
+    events = [e for e in placed.events if e.token >= first and (end is None or e.token < end)]
+    later = [e for e in placed.events if end is not None and e.token >= end]
+    start = events[0].onset if events else (later[0].onset if later else placed.length)
+    stop = later[0].onset if later else placed.length
+    bounds, sounded, measure = [start], False, 4.0
+    for e in events:
+        if isinstance(e.item, sem.TimeSignature):
+            measure = e.item.measure
+        elif isinstance(e.item, sem.MultiRest):
+            bounds += [e.onset + k * measure for k in range(1, e.item.measures)]
+            sounded = True
+        elif isinstance(e.item, sem.Group):
+            sounded = True
+        elif isinstance(e.item, sem.Barline) and sounded:
+            # A barline with no sound since the last one (right after the clef) starts nothing.
+            bounds.append(e.onset)
+            sounded = False
+    return tuple(bounds + ([stop] if stop > bounds[-1] else []))
+
+
+def _measures(plans: list[StaffPlan], systems: int) -> tuple[tuple[Measure, ...], ...]:
+    out, start = [], 0.0
+    for s in range(systems):
+        mine = [p for p in plans if p.system == s]
+        count = max((len(p.bounds) - 1 for p in mine), default=0)
+        lengths = [max((p.bounds[k + 1] - p.bounds[k] for p in mine if k + 1 < len(p.bounds)),
+                       default=0.0) for k in range(count)]
+        row = []
+        for length in lengths or [0.0]:
+            row.append(Measure(start, length))
+            start += length
+        out.append(tuple(row))
+    return tuple(out)
+
+
+def _plan_of(plans: list[StaffPlan], token: int) -> StaffPlan:
+    firsts = [p.first_token for p in plans]
+    return plans[max(bisect.bisect_right(firsts, token) - 1, 0)]
+
+
+def _part_notes(arranged: Arrangement, part: int, plans: list[StaffPlan]) -> list[PageNote]:
+    placed = arranged.layouts[part]
+    # The voices and ties of the part's sequence, each staff's times mapped through its measures.
+    staff_of = {e.token: _plan_of(plans, e.token) for e in placed.events}
+    out = []
+    for note, token in sem.play_placed(placed, lambda e: arranged.page_time(staff_of[e.token],
+                                                                            e.onset)):
+        plan = staff_of[token]
+        out.append(PageNote(note.pitch, note.onset, note.duration, plan.staff, part, note.voice))
+    return out
+
+
+def page_notes(systems: Sequence[Sequence[Sequence[str]]]) -> list[sem.NoteEvent]:
+    """The notes of the page as (pitch, onset, duration), all parts together."""
+    return [sem.NoteEvent(n.pitch, n.onset, n.duration) for n in arrange(systems).notes]
