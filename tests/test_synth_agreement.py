@@ -111,3 +111,57 @@ def test_ties_and_key_accidentals_are_sampled(corpus_snippets):
     assert tokens.count("tie") > 20
     assert any("#" in t for t in tokens) and any("b" in t.split("_")[0][6:] for t in tokens)
     assert Path(corpus.__file__).exists()
+
+
+# --- polyphonic systems: chords, two voices a staff, grand staves ---------------------------
+
+POLY_FILES = {"chorale": ["bach/bwv250", "bach/bwv269", "bach/bwv347", "bach/bwv40.8",
+                          "bach/bwv26.6"],
+              "quartet": ["haydn/opus1no1/movement4", "mozart/k80/movement3"],
+              "piano": ["mozart/k545/movement1_exposition", "bach/bwv846"]}
+
+
+@pytest.fixture(scope="module")
+def poly_pools(tmp_path_factory) -> dict:
+    """Every split draws from a small cache of each source (it has no test chorale)."""
+    pytest.importorskip("music21")
+    from omr_train.synth.reductions import build_cache
+    from omr_train.synth.system import load_poly_pools
+
+    d = tmp_path_factory.mktemp("poly-cache")
+    build_cache(d, files=POLY_FILES)
+    pools = load_poly_pools(d)
+    merged = {k: [r for p in pools.values() for r in p[k]] for k in pools["train"]}
+    return {s: merged for s in pools}
+
+
+def _poly_failures(engraver, pools, kinds, count) -> list[str]:
+    from omr_train.synth.system import (
+        PolyOptions,
+        draw_poly,
+        parser_disagreement,
+        verovio_disagreement,
+    )
+
+    failures = []
+    for kind in kinds:
+        for i in range(count):
+            d = draw_poly(i, PolyOptions(seed=17, only=kind), pools)
+            err = verovio_disagreement(engraver, d.mei, d.system) or parser_disagreement(d.system)
+            if err:
+                failures.append(f"{kind} {i}: {err}")
+    return failures
+
+
+def test_reduced_chorales_quartets_and_piano_match_verovio_midi(engraver, poly_pools):
+    """Both staves of each system, note by note, and the labels as omr.semantic plays them."""
+    failures = _poly_failures(engraver, poly_pools, ["chorale", "quartet", "piano"], 40)
+    assert not failures, f"{len(failures)} of 120 disagree:\n" + "\n".join(failures[:5])
+
+
+def test_piano_textures_match_verovio_midi(engraver, poly_pools):
+    from omr_train.synth.textures import TEXTURES
+
+    kinds = [f"texture/{t}" for t in TEXTURES]
+    failures = _poly_failures(engraver, poly_pools, kinds, 20)
+    assert not failures, f"{len(failures)} of {20 * len(kinds)} disagree:\n" + "\n".join(failures[:5])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -83,14 +82,8 @@ def test_a_unison_between_voices_is_rejected():
 def cache(tmp_path_factory) -> Path:
     """A small polyphonic cache: a few chorales, a quartet movement and a piano piece."""
     pytest.importorskip("music21")
-    from music21 import corpus
-
     d = tmp_path_factory.mktemp("cache")
-    for source, names in FILES.items():
-        rows = [r for n in names for r in reductions.parse_file(str(corpus.getWork(n)), source)]
-        assert rows, source
-        with gzip.open(reductions.cache_path(d, source), "wt") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+    reductions.build_cache(d, files=FILES)
     return d
 
 

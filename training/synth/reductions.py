@@ -196,16 +196,22 @@ def cache_path(cache_dir: Path, source: str) -> Path:
     return cache_dir / f"poly-{source}.jsonl.gz"
 
 
-def build_cache(cache_dir: Path, workers: int = 1, progress=None) -> None:
-    """Parse every source once; sources already cached are kept."""
+def build_cache(cache_dir: Path, workers: int = 1, progress=None,
+                files: dict[str, list[str]] | None = None) -> None:
+    """Parse every source once; sources already cached are kept. `files`: source -> corpus
+    works (music21's names, "bach/bwv250") instead of the whole source, for a small cache."""
     from concurrent.futures import ProcessPoolExecutor
+
+    from music21 import corpus
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(workers) as pool:
         for source in SOURCES:
             if cache_path(cache_dir, source).exists():
                 continue
-            jobs = [(p, source) for p in source_files(source)]
+            paths = ([str(corpus.getWork(w)) for w in files.get(source, [])] if files
+                     else source_files(source))
+            jobs = [(p, source) for p in paths]
             rows = []
             for sections in pool.map(_job, jobs, chunksize=1):
                 rows.extend(sections)
