@@ -1,5 +1,8 @@
 """Checkpoint files: one file holds the model config, vocabulary, weights, optimizer and step.
 
+Two formats, one per model: the CRNN's (its vocabulary a token list) and TrOMR's (its
+vocabulary the rhythm, pitch and lift lists of `FactorVocabulary`).
+
 Loading always uses `torch.load(weights_only=True)`: a checkpoint from someone else can carry
 tensors and plain data, never code.
 """
@@ -10,16 +13,22 @@ import os
 from pathlib import Path
 
 import torch
-from omr.vocab import Vocabulary
+from omr.vocab import FactorVocabulary, Vocabulary
 
+from . import tromr
 from .model import CRNN, CRNNConfig, build
 
 FORMAT = "omr-crnn-checkpoint/1"
+TROMR_FORMAT = "omr-tromr-checkpoint/1"
+_KIND = {FORMAT: "CRNN", TROMR_FORMAT: "TrOMR"}
 
 
-def save(path: Path, model: torch.nn.Module, cfg: CRNNConfig, vocab: Vocabulary, **state) -> None:
+def save(path: Path, model: torch.nn.Module, cfg: CRNNConfig | tromr.TrOMRConfig,
+         vocab: Vocabulary | FactorVocabulary, **state) -> None:
     """Atomic save: a run killed mid-write leaves the previous checkpoint intact."""
-    payload = {"format": FORMAT, "config": cfg.to_dict(), "vocab": list(vocab.tokens),
+    seq2seq = isinstance(cfg, tromr.TrOMRConfig)
+    payload = {"format": TROMR_FORMAT if seq2seq else FORMAT, "config": cfg.to_dict(),
+               "vocab": vocab.to_dict() if seq2seq else list(vocab.tokens),
                "model": unwrap(model).state_dict(), **state}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +37,7 @@ def save(path: Path, model: torch.nn.Module, cfg: CRNNConfig, vocab: Vocabulary,
     os.replace(tmp, path)
 
 
-def load(path: Path, map_location: str = "cpu") -> dict:
+def load(path: Path, map_location: str = "cpu", formats: tuple[str, ...] = (FORMAT, TROMR_FORMAT)) -> dict:
     try:
         ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
     except FileNotFoundError:
@@ -37,19 +46,30 @@ def load(path: Path, map_location: str = "cpu") -> dict:
         # torch's own text advises weights_only=False, exactly what must not be done with a
         # file from someone else; name the failure and nothing more.
         raise ValueError(f"{path}: not a loadable checkpoint ({type(e).__name__})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an omr CRNN checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in formats:
+        raise ValueError(f"{path}: not an omr {' or '.join(_KIND[f] for f in formats)} checkpoint")
     return ckpt
 
 
 def load_model(path: Path, map_location: str = "cpu") -> tuple[CRNN, CRNNConfig, Vocabulary, dict]:
     """Rebuild the model from the config stored in the checkpoint, in eval mode, fp32."""
-    ckpt = load(path, map_location)
+    ckpt = load(path, map_location, formats=(FORMAT,))
     cfg = CRNNConfig.from_dict(ckpt["config"])
     model = build(cfg)
     model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
     model.eval()
     return model, cfg, Vocabulary(tuple(ckpt["vocab"])), ckpt
+
+
+def load_tromr(path: Path, map_location: str = "cpu") -> tuple[tromr.TrOMR, tromr.TrOMRConfig,
+                                                                FactorVocabulary, dict]:
+    """load_model for TrOMR checkpoints."""
+    ckpt = load(path, map_location, formats=(TROMR_FORMAT,))
+    cfg = tromr.TrOMRConfig.from_dict(ckpt["config"])
+    model = tromr.build(cfg)
+    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.eval()
+    return model, cfg, FactorVocabulary.from_dict(ckpt["vocab"]), ckpt
 
 
 def slim(src: Path, dst: Path) -> None:

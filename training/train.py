@@ -1,4 +1,6 @@
-"""`omr-train crnn`: CTC training of the CRNN, one visible loop (after nanoGPT's train.py).
+"""`omr-train crnn` and `omr-train tromr`: one visible loop (after nanoGPT's train.py) for
+the CRNN (CTC) and TrOMR (teacher forcing). What differs between them is one small class
+each, `CTC` and `Seq2Seq`: its vocabulary, network, labels, loss and reading.
 
 The same loop runs on one CPU, one GPU, or many processes under `torchrun` (DDP: gloo on
 CPU, NCCL on CUDA). Every batch's content and augmentation is a function of (seed, epoch,
@@ -19,9 +21,9 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omr.vocab import Vocabulary
+from omr.vocab import FactorVocabulary, Vocabulary
 
-from . import checkpoint
+from . import checkpoint, tromr
 from .augment import AugmentOptions, augment
 from .dataset import Sample, bucket_batches, collate, collate_ink, png_width, read_folder
 from .metrics import ctc_greedy, score
@@ -32,8 +34,9 @@ CLEAN = AugmentOptions(strength=0.0)
 
 @dataclass(frozen=True)
 class TrainOptions:
+    model: str = "crnn"  # or "tromr"
     preset: str = "crnn-lite"
-    data: str = "data/synth"
+    data: str = "data/synth"  # one folder, or several joined by commas (a mix)
     out: str = "runs/crnn"
     batch_size: int = 16
     lr: float = 1e-3
@@ -55,9 +58,12 @@ class TrainOptions:
     resume: bool = True
     stop_after: int = 0  # end this invocation at this global step (chunked sessions); 0 = steps
     init: str = ""  # start from these weights (a shipped checkpoint), with a fresh optimizer
+    stem_from: str = ""  # tromr: start the conv stem from this CRNN checkpoint's conv blocks
     # Tiny models for tests: override the preset's sizes.
     channels: tuple[int, ...] = ()
     lstm_hidden: int = 0
+    dim: int = 0  # tromr: width (heads: dim / 32, at least 1)
+    depth: int = 0  # tromr: encoder and decoder layers each
 
 
 class TrainSet(torch.utils.data.Dataset):
@@ -144,8 +150,11 @@ def _lr_factor(opt: TrainOptions, step: int, elapsed: float) -> float:
     return warm * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def validate(model, samples: list[Sample], vocab: Vocabulary, device, batch_size: int = 32) -> float:
-    """Validation SER of an unwrapped model on clean canonical crops of the validation split."""
+def validate(model, samples: list[Sample], vocab, device, batch_size: int = 32,
+             task: CTC | None = None) -> float:
+    """Validation SER of an unwrapped model on clean canonical crops of the validation split
+    (TrOMR: greedy decoding)."""
+    task = task or CTC()
     height, fraction = model.cfg.input_height, model.cfg.staff_fraction
     model.eval()
     pairs = []
@@ -155,12 +164,130 @@ def validate(model, samples: list[Sample], vocab: Vocabulary, device, batch_size
             imgs = [augment(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height, None, CLEAN, fraction)
                     for s in chunk]
             batch, widths = collate(imgs)
-            lp = model(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-            lengths = output_lengths(torch.from_numpy(widths), model.cfg).numpy()
-            for s, row, n in zip(chunk, lp, lengths):
-                pairs.append((vocab.decode(ctc_greedy(row, int(n))), s.tokens))
+            reads = task.read(model, torch.from_numpy(batch).to(device), torch.from_numpy(widths), vocab)
+            pairs += [(tokens, s.tokens) for tokens, s in zip(reads, chunk)]
     model.train()
     return score(pairs).ser
+
+
+class CTC:
+    """The CRNN: a frame of log-probabilities per `width_stride` columns, CTC loss, best path."""
+
+    name, presets, format = "crnn", PRESETS, checkpoint.FORMAT
+
+    def vocabulary(self, labels) -> Vocabulary:
+        return Vocabulary.from_labels(labels)
+
+    def stored(self, ckpt: dict) -> tuple[Vocabulary, CRNNConfig]:
+        return Vocabulary(tuple(ckpt["vocab"])), CRNNConfig.from_dict(ckpt["config"])
+
+    def configure(self, opt: TrainOptions, vocab: Vocabulary) -> CRNNConfig:
+        cfg = replace(PRESETS[opt.preset], num_classes=vocab.size)
+        if opt.channels:
+            cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
+        if opt.lstm_hidden:
+            cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
+        return cfg
+
+    def build(self, cfg: CRNNConfig) -> torch.nn.Module:
+        return build(cfg)
+
+    def fits(self, cfg, tokens) -> bool:
+        return True
+
+    def max_width(self, cfg, opt: TrainOptions) -> int:
+        return opt.max_width
+
+    def collate(self, items, max_width: int):
+        return collate_train(items, max_width)
+
+    def to_device(self, labels, device):
+        return labels  # ctc_loss takes its targets on the CPU
+
+    def forward(self, model, images, widths, labels):
+        return model(images)
+
+    def loss(self, model, out, widths, labels) -> torch.Tensor:
+        targets, tlens = labels
+        lp = out.float().transpose(0, 1)  # T, N, C for ctc_loss
+        in_lens = output_lengths(widths, checkpoint.unwrap(model).cfg).clamp(max=lp.shape[0])
+        return F.ctc_loss(lp, targets, in_lens, tlens, blank=0, reduction="mean", zero_infinity=True)
+
+    def read(self, model, batch, widths, vocab) -> list[list[str]]:
+        lp = model(batch).float().cpu().numpy()
+        lengths = output_lengths(widths, model.cfg).numpy()
+        return [vocab.decode(ctc_greedy(row, int(n))) for row, n in zip(lp, lengths)]
+
+    def start_from(self, model, init: dict, rank: int) -> None:
+        _start_from(model, init, rank)
+
+
+class Seq2Seq(CTC):
+    """TrOMR: teacher forcing on (rhythm, pitch, lift) triples, the heads' losses plus the
+    consistency loss, greedy reading."""
+
+    name, presets, format = "tromr", tromr.PRESETS, checkpoint.TROMR_FORMAT
+
+    def vocabulary(self, labels) -> FactorVocabulary:
+        # Every rhythm and pitch the notation has, so the run can go on with chords later.
+        return FactorVocabulary.from_labels(labels, grammar=True)
+
+    def stored(self, ckpt: dict) -> tuple[FactorVocabulary, tromr.TrOMRConfig]:
+        return FactorVocabulary.from_dict(ckpt["vocab"]), tromr.TrOMRConfig.from_dict(ckpt["config"])
+
+    def configure(self, opt: TrainOptions, vocab: FactorVocabulary) -> tromr.TrOMRConfig:
+        cfg = tromr.configure(tromr.PRESETS[opt.preset], vocab)
+        if opt.channels:
+            cfg = replace(cfg, stem_channels=tuple(opt.channels),
+                          stem_pools=cfg.stem_pools[:len(opt.channels)])
+        if opt.dim:
+            cfg = replace(cfg, dim=opt.dim, heads=max(1, opt.dim // 32))
+        if opt.depth:
+            cfg = replace(cfg, encoder_depth=opt.depth, decoder_depth=opt.depth)
+        return cfg
+
+    def build(self, cfg: tromr.TrOMRConfig) -> torch.nn.Module:
+        return tromr.build(cfg)
+
+    def fits(self, cfg, tokens) -> bool:
+        return len(tokens) < cfg.max_seq_len  # BOS + tokens, or tokens + EOS
+
+    def max_width(self, cfg, opt: TrainOptions) -> int:
+        return min(opt.max_width, cfg.max_width)
+
+    def collate(self, items, max_width: int):
+        images, labels = zip(*items)
+        batch, widths = collate_ink(list(images), max_width)
+        return torch.from_numpy(batch), torch.from_numpy(widths), tromr.targets(list(labels))
+
+    def to_device(self, labels, device):
+        return [tromr.Targets(*(x.to(device, non_blocking=True) for x in labels[0]))]
+
+    def forward(self, model, images, widths, labels):
+        t = labels[0]
+        return model(images, widths.to(images.device), t.rhythm_in, t.pitch_in, t.lift_in)
+
+    def loss(self, model, out, widths, labels) -> torch.Tensor:
+        return tromr.loss(out, labels[0], checkpoint.unwrap(model).is_note)["total"]
+
+    def read(self, model, batch, widths, vocab) -> list[list[str]]:
+        return tromr.read(model, vocab, batch, widths)
+
+    def start_from(self, model, init: dict, rank: int) -> None:
+        source = tromr.TrOMRConfig.from_dict(init["config"])
+        if source != model.cfg:
+            raise click.ClickException(f"--init: a {source.name} checkpoint carries into the same "
+                                       f"network only, not {model.cfg.name}")
+        model.load_state_dict({k: v.float() for k, v in init["model"].items()})
+
+    def start_stem(self, model, path: str, rank: int) -> None:
+        crnn = checkpoint.load(Path(path), formats=(checkpoint.FORMAT,))
+        skipped = tromr.start_stem_from_crnn(model, crnn["model"])
+        if rank == 0:
+            print(f"stem started from {path}" + (f"; not carried: {', '.join(skipped)}" if skipped else ""))
+
+
+TASKS = {"crnn": CTC(), "tromr": Seq2Seq()}
 
 
 def cpu_has_bf16() -> bool:
@@ -188,25 +315,29 @@ def train(opt: TrainOptions) -> Path:
     out = Path(opt.out)
     last, best = out / "last.pt", out / "best.pt"
 
-    seen: dict = {}  # one listing of the folder, kept for --grow's refreshes
-    every = read_folder(Path(opt.data), seen=seen)
+    kind = TASKS[opt.model]
+    seen: dict = {}  # one listing of the folders, kept for --grow's refreshes
+    every = _read_data(opt.data, seen)
     train_set = [s for s in every if s.split == "train"]
-    val_set = [s for s in every if s.split == "val"][:opt.eval_samples]
+    val_set = _val_mix([s for s in every if s.split == "val"], opt.eval_samples)
     if not train_set:
         raise click.ClickException(f"no training samples (split 'train') under {opt.data}")
-    ckpt = checkpoint.load(last) if opt.resume and last.exists() else None
-    init = checkpoint.load(Path(opt.init)) if opt.init and not ckpt else None
+    ckpt = checkpoint.load(last, formats=(kind.format,)) if opt.resume and last.exists() else None
+    init = checkpoint.load(Path(opt.init), formats=(kind.format,)) if opt.init and not ckpt else None
     vocab, cfg = _vocab_and_config(opt, ckpt, init, train_set + val_set)
     # Validation labels with tokens the vocabulary lacks cannot be predicted; keep them anyway.
-    train_set = _known(train_set, vocab)
+    train_set = _known(train_set, vocab, kind, cfg)
     if len(train_set) < opt.batch_size * world and not opt.grow:
         raise click.ClickException(f"{len(train_set)} training staves under {opt.data}: "
                                    f"fewer than one batch of {opt.batch_size * world}")
-    model = build(cfg).to(device)
+    model = kind.build(cfg)
+    if init:
+        kind.start_from(model, init, rank)
+    elif opt.stem_from and not ckpt:
+        kind.start_stem(model, opt.stem_from, rank)
+    model = model.to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
-    if init:
-        _start_from(model, init, rank)
     if ckpt:
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optimizer"])
@@ -219,11 +350,11 @@ def train(opt: TrainOptions) -> Path:
     data = TrainSet(vocab, cfg, camera, opt.seed)
     # The listing is bound here, not looked up when called: this function is long, and a later
     # use of the name once turned it into a staff count under the loader's feet.
-    refresh = (lambda listing=seen: _known(read_folder(Path(opt.data), split="train", seen=listing),
-                                           vocab)) if opt.grow else None
+    refresh = (lambda listing=seen: _known(_read_data(opt.data, listing, split="train"),
+                                           vocab, kind, cfg)) if opt.grow else None
     batches = EpochBatches(train_set, opt.batch_size, opt.seed, step, rank, world, refresh,
                            opt.grow_every_s)
-    loader = _loader(opt, data, batches, device)
+    loader = _loader(opt, data, batches, device, kind, kind.max_width(cfg, opt))
     # bf16 autocast: on CUDA, and on CPUs with native bf16 (1.5x faster on this box's AVX512-BF16).
     use_amp = opt.amp and (device.type == "cuda" or cpu_has_bf16())
     log_path = out / "log.csv"
@@ -240,7 +371,7 @@ def train(opt: TrainOptions) -> Path:
 
     def log_validation(lr_text: str, rate, keep_first: bool = False) -> None:
         """Validate, append a log row, keep the best checkpoint (`keep_first`: keep one anyway)."""
-        ser = validate(checkpoint.unwrap(model), val_set, vocab, device) \
+        ser = validate(checkpoint.unwrap(model), val_set, vocab, device, task=kind) \
             if val_set else float("nan")
         mean_loss = round(float(np.mean(window)), 4) if window else 0.0
         with log_path.open("a") as f:
@@ -258,7 +389,7 @@ def train(opt: TrainOptions) -> Path:
     window, counted, t_window = [], 0, time.time()
     with progress:
         task = progress.add_task(cfg.name, total=opt.steps, completed=step, info="")
-        for images, wids, targets, tlens in loader:
+        for images, wids, *labels in loader:
             if step >= opt.steps or (opt.max_minutes and elapsed >= 60 * opt.max_minutes) \
                     or (opt.stop_after and step >= opt.stop_after):
                 break
@@ -266,19 +397,17 @@ def train(opt: TrainOptions) -> Path:
             for g in optim.param_groups:
                 g["lr"] = lr
             images = as_input(images.to(device, non_blocking=True))
+            labels = kind.to_device(labels, device)
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    lp = model(images)
+                    out = kind.forward(model, images, wids, labels)
             except RuntimeError as err:  # a device without bf16 kernels for some op: go on in fp32
                 if not use_amp:
                     raise
                 print(f"mixed precision off: {err}")
                 use_amp = False
-                lp = model(images)
-            lp = lp.float().transpose(0, 1)  # T, N, C for ctc_loss
-            in_lens = output_lengths(wids, cfg).clamp(max=lp.shape[0])
-            loss = F.ctc_loss(lp, targets, in_lens, tlens, blank=0, reduction="mean",
-                              zero_infinity=True)
+                out = kind.forward(model, images, wids, labels)
+            loss = kind.loss(model, out, wids, labels)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -311,27 +440,49 @@ def train(opt: TrainOptions) -> Path:
 
 
 def _vocab_and_config(opt: TrainOptions, ckpt: dict | None, init: dict | None,
-                      labelled: list[Sample]) -> tuple[Vocabulary, CRNNConfig]:
+                      labelled: list[Sample]):
     """A resumed run keeps its network; a run started from another checkpoint keeps that
     checkpoint's vocabulary, and its network too unless --preset names another one."""
+    kind = TASKS[opt.model]
     if ckpt:
-        return Vocabulary(tuple(ckpt["vocab"])), CRNNConfig.from_dict(ckpt["config"])
+        return kind.stored(ckpt)
     if init:
-        vocab, cfg = Vocabulary(tuple(init["vocab"])), CRNNConfig.from_dict(init["config"])
+        vocab, cfg = kind.stored(init)
         if cfg.name == opt.preset:
             return vocab, cfg
     else:
-        vocab = Vocabulary.from_labels([s.tokens for s in labelled])
-    cfg = replace(PRESETS[opt.preset], num_classes=vocab.size)
-    if opt.channels:
-        cfg = replace(cfg, channels=tuple(opt.channels), width_pools=cfg.width_pools[:len(opt.channels)])
-    if opt.lstm_hidden:
-        cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
-    return vocab, cfg
+        vocab = kind.vocabulary([s.tokens for s in labelled])
+    return vocab, kind.configure(opt, vocab)
 
 
-def _known(samples: list[Sample], vocab: Vocabulary) -> list[Sample]:
-    return [s for s in samples if all(t in vocab for t in s.tokens)]
+def _known(samples: list[Sample], vocab, kind: CTC | None = None, cfg=None) -> list[Sample]:
+    """The staves this network can learn: every token in its vocabulary (and, for TrOMR, no
+    more tokens than its decoder has positions)."""
+    kind = kind or CTC()
+    return [s for s in samples if all(t in vocab for t in s.tokens) and kind.fits(cfg, s.tokens)]
+
+
+def _read_data(data: str, seen: dict, split: str | None = None) -> list[Sample]:
+    """The staves of one folder, or of several joined by commas (a mix of sets)."""
+    return [s for root in data.split(",") if root
+            for s in read_folder(Path(root), split=split, seen=seen)]
+
+
+def _val_mix(samples: list[Sample], n: int) -> list[Sample]:
+    """`n` validation staves taken in turn from each set of a mix, so that each is scored."""
+    by_root: dict[Path, list[Sample]] = {}
+    for s in samples:
+        by_root.setdefault(_set_root(s), []).append(s)
+    mixed = [s for group in zip(*by_root.values()) for s in group] if len(by_root) > 1 else samples
+    if len(by_root) > 1:  # then the rest of the larger sets, in order
+        taken = {id(s) for s in mixed}
+        mixed += [s for s in samples if id(s) not in taken]
+    return mixed[:n]
+
+
+def _set_root(s: Sample) -> Path:
+    # PrIMuS layout: ROOT/ID/ID.png; a flat folder: ROOT/ID.png.
+    return s.image.parent.parent if s.image.parent.name == s.id else s.image.parent
 
 
 def _start_from(model: torch.nn.Module, init: dict, rank: int) -> None:
@@ -348,11 +499,11 @@ def _start_from(model: torch.nn.Module, init: dict, rank: int) -> None:
               + (f"; not carried over: {', '.join(skipped)}" if skipped else ""))
 
 
-def _loader(opt: TrainOptions, data: TrainSet, sampler: EpochBatches,
-            device) -> torch.utils.data.DataLoader:
+def _loader(opt: TrainOptions, data: TrainSet, sampler: EpochBatches, device, kind: CTC,
+            max_width: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         data, batch_sampler=sampler, num_workers=opt.workers,
-        collate_fn=lambda items: collate_train(items, opt.max_width),
+        collate_fn=lambda items: kind.collate(items, max_width),
         persistent_workers=opt.workers > 0, prefetch_factor=4 if opt.workers else None,
         worker_init_fn=_one_cv2_thread,
         # Its own generator: seeding workers must not draw from the global RNG that dropout
@@ -378,48 +529,71 @@ def main() -> None:
     """Train the recognizers."""
 
 
-@main.command()
-@click.option("--data", default=TrainOptions.data, show_default=True)
-@click.option("--out", default=TrainOptions.out, show_default=True)
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=TrainOptions.preset, show_default=True)
-@click.option("--batch-size", default=TrainOptions.batch_size, show_default=True)
-@click.option("--lr", default=TrainOptions.lr, show_default=True)
-@click.option("--steps", default=TrainOptions.steps, show_default=True)
-@click.option("--max-minutes", default=TrainOptions.max_minutes, show_default=True,
-              help="Stop after this long; the learning-rate schedule then follows the clock.")
-@click.option("--warmup", default=TrainOptions.warmup, show_default=True)
-@click.option("--eval-every", default=TrainOptions.eval_every, show_default=True)
-@click.option("--eval-samples", default=TrainOptions.eval_samples, show_default=True)
-@click.option("--augment", default=TrainOptions.augment, show_default=True, help="Augmentation strength, 0 = clean.")
-@click.option("--damaged-start", default=TrainOptions.damaged_start, show_default=True,
-              help="Share of staves whose start (clef, key) is cut off, smeared, blotted or twisted.")
-@click.option("--seed", default=TrainOptions.seed, show_default=True)
-@click.option("--workers", default=TrainOptions.workers, show_default=True)
-@click.option("--threads", default=TrainOptions.threads, show_default=True)
-@click.option("--no-amp", is_flag=True, help="fp32 throughout (mixed precision is bf16, on CUDA and on CPUs with native bf16).")
-@click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming from it.")
-@click.option("--channels", default="", help="Override conv widths, e.g. 8,16 (tiny test models).")
-@click.option("--lstm-hidden", default=0)
-@click.option("--stop-after", default=0, help="End this run at this global step; resume later.")
-@click.option("--grow", is_flag=True,
-              help="omr-synth is still writing DATA: take its new staves between epochs.")
-@click.option("--grow-every", default=TrainOptions.grow_every_s, show_default=True,
-              help="With --grow: read DATA again at most this often (seconds).")
-@click.option("--init", default="", help="Start from the weights of this checkpoint (fine-tuning).")
-def crnn(data, out, preset, batch_size, lr, steps, max_minutes, warmup, eval_every, eval_samples,
-         augment, damaged_start, seed, workers, threads, no_amp, fresh, channels, lstm_hidden,
-         stop_after, grow, grow_every, init) -> None:
-    """Train a CRNN on a PrIMuS-layout folder (resumes from OUT/last.pt)."""
-    opt = TrainOptions(preset=preset, data=data, out=out, batch_size=batch_size, lr=lr, steps=steps,
-                       max_minutes=max_minutes, warmup=warmup, eval_every=eval_every,
-                       eval_samples=eval_samples, augment=augment, damaged_start=damaged_start,
-                       seed=seed, workers=workers,
-                       threads=threads, amp=not no_amp, resume=not fresh,
-                       channels=tuple(int(c) for c in channels.split(",") if c),
-                       lstm_hidden=lstm_hidden, stop_after=stop_after, init=init, grow=grow,
-                       grow_every_s=grow_every)
+def _train_options(presets: dict, preset: str, out: str):
+    """The options both models' commands share."""
+    options = [
+        click.option("--data", default=TrainOptions.data, show_default=True,
+                     help="A PrIMuS-layout folder, or several joined by commas (a mix)."),
+        click.option("--out", default=out, show_default=True),
+        click.option("--preset", type=click.Choice(sorted(presets)), default=preset, show_default=True),
+        click.option("--batch-size", default=TrainOptions.batch_size, show_default=True),
+        click.option("--lr", default=TrainOptions.lr, show_default=True),
+        click.option("--steps", default=TrainOptions.steps, show_default=True),
+        click.option("--max-minutes", default=TrainOptions.max_minutes, show_default=True,
+                     help="Stop after this long; the learning-rate schedule then follows the clock."),
+        click.option("--warmup", default=TrainOptions.warmup, show_default=True),
+        click.option("--eval-every", default=TrainOptions.eval_every, show_default=True),
+        click.option("--eval-samples", default=TrainOptions.eval_samples, show_default=True),
+        click.option("--augment", default=TrainOptions.augment, show_default=True,
+                     help="Augmentation strength, 0 = clean."),
+        click.option("--damaged-start", default=TrainOptions.damaged_start, show_default=True,
+                     help="Share of staves whose start (clef, key) is cut off, smeared, blotted or twisted."),
+        click.option("--seed", default=TrainOptions.seed, show_default=True),
+        click.option("--workers", default=TrainOptions.workers, show_default=True),
+        click.option("--threads", default=TrainOptions.threads, show_default=True),
+        click.option("--no-amp", is_flag=True,
+                     help="fp32 throughout (mixed precision is bf16, on CUDA and on CPUs with native bf16)."),
+        click.option("--fresh", is_flag=True, help="Ignore OUT/last.pt instead of resuming from it."),
+        click.option("--channels", default="", help="Override conv widths, e.g. 8,16 (tiny test models)."),
+        click.option("--stop-after", default=0, help="End this run at this global step; resume later."),
+        click.option("--grow", is_flag=True,
+                     help="omr-synth is still writing DATA: take its new staves between epochs."),
+        click.option("--grow-every", default=TrainOptions.grow_every_s, show_default=True,
+                     help="With --grow: read DATA again at most this often (seconds)."),
+        click.option("--init", default="", help="Start from the weights of this checkpoint (fine-tuning)."),
+    ]
+
+    def wrap(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return wrap
+
+
+def _run(model: str, fresh: bool, no_amp: bool, channels: str, grow_every: float, **kw) -> None:
+    opt = TrainOptions(model=model, resume=not fresh, amp=not no_amp, grow_every_s=grow_every,
+                       channels=tuple(int(c) for c in channels.split(",") if c), **kw)
     best = train(opt)
     click.echo(f"best checkpoint: {best}")
+
+
+@main.command()
+@_train_options(PRESETS, TrainOptions.preset, TrainOptions.out)
+@click.option("--lstm-hidden", default=0)
+def crnn(**kw) -> None:
+    """Train a CRNN on a PrIMuS-layout folder (resumes from OUT/last.pt)."""
+    _run("crnn", **kw)
+
+
+@main.command("tromr")
+@_train_options(tromr.PRESETS, "tromr-lean", "runs/tromr")
+@click.option("--stem-from", default="", help="Start the conv stem from this CRNN checkpoint "
+              "(tromr-lean: models/crnn.pt's conv blocks).")
+@click.option("--dim", default=0, help="Override the width (tiny test models).")
+@click.option("--depth", default=0, help="Override the encoder and decoder depth (tiny test models).")
+def tromr_command(**kw) -> None:
+    """Train TrOMR on PrIMuS-layout folders (resumes from OUT/last.pt)."""
+    _run("tromr", **kw)
 
 
 @main.command()

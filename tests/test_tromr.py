@@ -1,0 +1,190 @@
+"""TrOMR on a tiny network built here: the factorised vocabulary round-trips, the KV cache and
+batching change no reading, a memorised staff reads back, the loop's loss falls, resume is
+exact, torchrun runs it, and checkpoints load without running code."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from omr.vocab import CHORD, FactorVocabulary, compose, factorise, grammar_parts
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("verovio")
+
+from click.testing import CliRunner
+from omr_train import checkpoint, tromr
+from omr_train.dataset import read_folder
+from omr_train.synth.cli import main as synth_main
+from omr_train.train import TrainOptions, train
+
+TINY = {"model": "tromr", "preset": "tromr-lean", "channels": (8, 16, 16, 16), "dim": 32,
+        "depth": 1, "batch_size": 4, "workers": 0, "threads": 1, "augment": 0.0, "warmup": 2,
+        "lr": 3e-3, "eval_samples": 4}
+POLY = ["clef-F4", "keySignature-BbM", "timeSignature-3/4", "note-Bb2_quarter", CHORD,
+        "note-D3_quarter", CHORD, "note-F#3_half.", "tie", "rest-quarter_fermata", "barline",
+        "gracenote-Ebb4_sixteenth", "note-C##5_eighth..", CHORD, "note-C5_quarter_fermata",
+        "multirest-12", "timeSignature-C/", "note-G-1_whole"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    result = CliRunner().invoke(synth_main, ["--out", str(out), "--count", "32", "--workers", "1",
+                                             "--seed", "5", "--no-corpus"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _tiny(vocab: FactorVocabulary, **over) -> tromr.TrOMR:
+    cfg = replace(tromr.configure(tromr.PRESETS["tromr-lean"], vocab), stem_channels=(8, 16, 16, 16),
+                  dim=32, heads=2, encoder_depth=1, decoder_depth=1, dropout=0.0, **over)
+    torch.manual_seed(0)
+    return tromr.build(cfg)
+
+
+def test_factorisation_round_trips_every_token(data):
+    labels = [s.tokens for s in read_folder(data)] + [POLY]
+    rhythms, pitches = grammar_parts()
+    tokens = {t for seq in labels for t in seq}
+    tokens |= {compose(r, p, lift) for r in rhythms for p in pitches[:9] for lift in ("", "#", "bb")}
+    for t in tokens:
+        assert compose(*factorise(t)) == t, t
+    assert factorise("note-C#4_quarter.") == ("note-quarter.", "C4", "#")
+    assert factorise("gracenote-Bb3_eighth") == ("gracenote-eighth", "B3", "b")
+    assert factorise("rest-half_fermata") == ("rest-half_fermata", None, None)
+    assert factorise("note-C4_quarter_fermata") == ("note-quarter_fermata", "C4", "")
+    assert factorise(CHORD) == (CHORD, None, None)
+    vocab = FactorVocabulary.from_labels(labels)
+    for seq in labels:
+        assert vocab.decode(*vocab.encode(seq)) == list(seq)
+    assert FactorVocabulary.from_json(vocab.to_json()) == vocab
+    # A vocabulary made from monophonic staves alone still encodes chords (a run goes on with them).
+    mono = FactorVocabulary.from_labels([s.tokens for s in read_folder(data)], grammar=True)
+    assert all(t in mono for t in POLY if t not in ("multirest-12", "note-G-1_whole"))
+
+
+def test_cached_steps_and_padding_change_no_logit():
+    vocab = FactorVocabulary.from_labels([POLY])
+    model = _tiny(vocab).eval()
+    torch.manual_seed(1)
+    images = torch.zeros(2, 1, 64, 400)
+    images[0] = torch.rand(1, 64, 400)
+    images[1, :, :, :240] = torch.rand(1, 64, 240)  # a shorter staff, padded with paper
+    widths = torch.tensor([400, 240])
+    t = tromr.targets([vocab.encode(POLY), vocab.encode(POLY[:5])])
+    with torch.no_grad():
+        memory, mask = model.encode(images, widths)
+        cross = model.cross_cache(memory)
+        whole, _ = model.decode(t.rhythm_in, t.pitch_in, t.lift_in, cross, mask)
+        past, steps = None, []
+        for i in range(t.rhythm_in.shape[1]):
+            step, past = model.decode(t.rhythm_in[:, i:i + 1], t.pitch_in[:, i:i + 1],
+                                      t.lift_in[:, i:i + 1], cross, mask, past)
+            steps.append(step)
+        for head in range(4):
+            assert torch.allclose(torch.cat([s[head] for s in steps], 1), whole[head], atol=1e-5)
+        # What lies past a staff's end is masked out: junk there changes nothing...
+        junk = images.clone()
+        junk[1, :, :, 320:] = torch.rand(1, 64, 80)
+        assert torch.allclose(model(junk, widths, t.rhythm_in, t.pitch_in, t.lift_in).rhythm,
+                              whole.rhythm, atol=1e-5)
+        # ...and read alone, a staff differs only at its last patch's edge, where the batch's
+        # padding is paper after batch norm and its own is the convolution's zeros.
+        alone = model(images[1:, :, :, :240], None, t.rhythm_in[1:], t.pitch_in[1:], t.lift_in[1:])
+        assert torch.allclose(alone.rhythm, whole.rhythm[1:], atol=2e-2)
+
+
+def test_a_memorised_staff_reads_back_greedy_and_with_beams(data):
+    import cv2
+    from omr_train.augment import AugmentOptions, augment
+    from omr_train.dataset import collate
+
+    sample = read_folder(data, split="train")[0]
+    tokens = list(sample.tokens[:12])
+    vocab = FactorVocabulary.from_labels([tokens])
+    model = _tiny(vocab)
+    img = augment(cv2.imread(str(sample.image), cv2.IMREAD_GRAYSCALE), 64, None,
+                  AugmentOptions(strength=0.0))
+    batch, widths = (torch.from_numpy(a) for a in collate([img]))
+    t = tromr.targets([vocab.encode(tokens)])
+    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.set_num_threads(1)
+    losses = []
+    for _ in range(150):
+        out = model(batch, widths, t.rhythm_in, t.pitch_in, t.lift_in)
+        loss = tromr.loss(out, t, model.is_note)["total"]
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.05 * losses[0], losses[::25]
+    model.eval()
+    assert tromr.read(model, vocab, batch, widths) == [tokens]
+    assert tromr.read(model, vocab, batch, widths, tromr.DecodingOptions(beam_size=3)) == [tokens]
+    one = tromr.beam_search(model, batch, int(widths[0]), beam=1)
+    assert one.rhythms == tromr.greedy(model, batch, widths)[0].rhythms
+
+
+def _losses(run: Path) -> list[float]:
+    return [float(r["loss"]) for r in csv.DictReader((run / "log.csv").open())
+            if float(r["samples_per_s"]) > 0]
+
+
+def test_loss_falls_in_the_training_loop(data, tmp_path):
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=40, eval_every=10, **{**TINY, "lr": 1e-2}))
+    losses = _losses(run)
+    assert losses[-1] < 0.7 * losses[0], losses
+    model, cfg, vocab, ckpt = checkpoint.load_tromr(run / "best.pt")
+    assert ckpt["format"] == checkpoint.TROMR_FORMAT and cfg.dim == 32 and CHORD in vocab.rhythms
+    assert not model.training and model.is_note.sum() == len(vocab.note_rhythms)
+    with pytest.raises(ValueError, match="not an omr CRNN checkpoint"):
+        checkpoint.load_model(run / "best.pt")
+
+
+def test_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train(TrainOptions(data=str(data), out=str(whole), steps=6, eval_every=3, **TINY))
+    train(TrainOptions(data=str(data), out=str(parts), steps=6, eval_every=3, stop_after=3, **TINY))
+    assert checkpoint.load(parts / "last.pt")["step"] == 3
+    train(TrainOptions(data=str(data), out=str(parts), steps=6, eval_every=3, **TINY))
+    a = checkpoint.load(whole / "last.pt")["model"]
+    b = checkpoint.load(parts / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
+def test_the_stem_starts_from_a_crnn_checkpoint(data, tmp_path, capsys):
+    crnn = tmp_path / "crnn"
+    train(TrainOptions(data=str(data), out=str(crnn), steps=2, eval_every=2, channels=(8, 16, 16, 16),
+                       lstm_hidden=16, batch_size=4, workers=0, threads=1, augment=0.0,
+                       eval_samples=2))
+    run = tmp_path / "tromr"
+    train(TrainOptions(data=str(data), out=str(run), steps=1, eval_every=1,
+                       stem_from=str(crnn / "last.pt"), **{**TINY, "lr": 0.0}))
+    assert "stem started from" in capsys.readouterr().out
+    source = checkpoint.load(crnn / "last.pt")["model"]
+    started = checkpoint.load(run / "last.pt")["model"]
+    for k in ("0.weight", "4.weight", "13.weight"):
+        assert torch.equal(started["stem." + k].float(), source["conv." + k].float()), k
+
+
+def test_torchrun_trains_tromr_with_two_cpu_processes(data, tmp_path):
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    run = tmp_path / "ddp"
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_port", "29518", "-m", "omr_train.train",
+           "tromr", "--data", str(data), "--out", str(run), "--steps", "2", "--eval-every", "2",
+           "--batch-size", "2", "--workers", "0", "--threads", "1", "--channels", "8,16,16,16",
+           "--dim", "32", "--depth", "1", "--augment", "0", "--warmup", "1", "--eval-samples", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert checkpoint.load(run / "last.pt")["step"] == 2

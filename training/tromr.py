@@ -1,0 +1,540 @@
+"""TrOMR (Li et al., ICASSP 2023): a convolutional stem and a ViT encoder read the staff, and a
+transformer decoder writes its tokens one at a time, each as a (rhythm, pitch, lift) triple.
+
+The whole model is this file, with its `TrOMRConfig` and presets, its loss and its decoding
+(greedy and beam search), as nanoGPT and whisper keep theirs. Layout after NetEase's released
+Polyphonic-TrOMR inference code: ResNetV2-style stem (bottleneck stages 2, 3, 7, total stride
+16), patch embedding, learned 2-D positions, pre-norm ViT; a decoder whose input embedding sums
+rhythm, pitch and lift embeddings, with gated (attention-on-attention) outputs and GLU
+feed-forwards, four output heads (rhythm, pitch, lift, note or not) and the paper's
+consistency loss between them.
+
+Departures, and why: batch norm, not group norm with weight standardisation, in the stem:
+group norm's statistics would take in the batch's padding, so a staff's features would hang on
+how wide the staves beside it are, and with batch norm the CRNN's conv blocks carry over; a
+key-padding mask over the patches past each staff's end, so that the padding is not read
+(what is left is the last patch's edge, which sees paper after batch norm in a batch and the
+convolution's zeros alone); the lean preset's stem is the CRNN's conv blocks, so that the
+shipped CRNN can start it (`start_stem_from_crnn`).
+
+The decoder keeps no state: `decode` takes the past keys and values and returns them with the
+new ones (whisper's KV cache, made explicit), and the cross-attention keys and values are
+computed once per staff (`cross_cache`), which is what an encoder / decoder-with-past export
+needs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from omr.geometry import STAFF_FRACTION
+from omr.vocab import FactorVocabulary
+from torch import nn
+
+IGNORE = -100  # target id of padding: no loss
+
+
+@dataclass(frozen=True)
+class TrOMRConfig:
+    name: str = "tromr-lean"
+    input_height: int = 64
+    staff_fraction: float = STAFF_FRACTION  # staff height / input height, as the CRNN's
+    max_width: int = 2400  # widest input (px) the position table covers; wider is cropped
+    # "crnn": the CRNN's conv blocks (3x3 conv, batch norm, LeakyReLU, max-pool), `stem_pools`
+    # the width pooling of each; "resnetv2": a 7x7/2 root and max-pool, then bottleneck stages
+    # of `stem_layers` blocks, the first at stride 1, the others 2 (NetEase: 2, 3, 7).
+    stem: str = "crnn"
+    stem_channels: tuple[int, ...] = (16, 32, 64, 128)  # resnetv2: the root's, then each stage's
+    stem_layers: tuple[int, ...] = ()
+    stem_pools: tuple[int, ...] = (2, 2, 1, 1)
+    patch: tuple[int, int] = (1, 4)  # patch (rows, columns) on the stem's feature map
+    dim: int = 128
+    heads: int = 4
+    encoder_depth: int = 2
+    decoder_depth: int = 3
+    max_seq_len: int = 256  # decoder positions, BOS included
+    dropout: float = 0.1
+    # Set from the vocabulary at build time.
+    num_rhythms: int = 0
+    num_pitches: int = 0
+    num_lifts: int = 0
+    note_rhythms: tuple[int, ...] = ()  # rhythm ids that carry a pitch
+
+    @property
+    def stride(self) -> tuple[int, int]:
+        """Input pixels per encoder position, (rows, columns)."""
+        if self.stem == "resnetv2":
+            s = 4 * 2 ** (len(self.stem_layers) - 1)
+            sh, sw = s, s
+        else:
+            sh, sw = 2 ** len(self.stem_channels), math.prod(self.stem_pools)
+        return sh * self.patch[0], sw * self.patch[1]
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Encoder positions: rows, and columns at `max_width`."""
+        sh, sw = self.stride
+        return self.input_height // sh, math.ceil(self.max_width / sw)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrOMRConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+PRESETS = {
+    # The paper's sizes (NetEase's config.yaml): 128 px high, up to 1280 wide, 16x16 patches of
+    # a ResNetV2 stem with 2, 3 and 7 bottleneck blocks, width 256, 8 heads, 4 + 4 layers.
+    "tromr-paper": TrOMRConfig(name="tromr-paper", input_height=128, staff_fraction=STAFF_FRACTION,
+                               max_width=1280, stem="resnetv2", stem_channels=(64, 256, 512, 1024),
+                               stem_layers=(2, 3, 7), stem_pools=(), patch=(1, 1), dim=256,
+                               heads=8, encoder_depth=4, decoder_depth=4),
+    # What learns on two CPU cores: crnn-lite's window (64 px, staff over 0.45) and conv blocks,
+    # 4 patch rows of 16 columns, width 128, 2 encoder and 3 decoder layers.
+    "tromr-lean": TrOMRConfig(),
+}
+
+
+class Logits(NamedTuple):
+    rhythm: torch.Tensor  # [N, T, rhythms]
+    pitch: torch.Tensor  # [N, T, pitches]
+    lift: torch.Tensor  # [N, T, lifts]
+    note: torch.Tensor  # [N, T, 2]: not a note, a note
+
+
+KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: [N, heads, positions, dim / heads]
+
+
+# --- the stem ------------------------------------------------------------------------------
+
+def crnn_blocks(channels: tuple[int, ...], pools: tuple[int, ...]) -> nn.Sequential:
+    """The CRNN's conv stack, layer for layer (training/model.py), so its weights load as they are."""
+    layers: list[nn.Module] = []
+    cin = 1
+    for cout, wp in zip(channels, pools):
+        layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                   nn.LeakyReLU(0.2, inplace=True), nn.MaxPool2d((2, wp), (2, wp))]
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck (1x1, 3x3 at the stride, 1x1 at 4x), post-activation as NetEase's
+    ResNetV2(preact=False); the last norm starts at zero so each block starts as the identity."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        mid = cout // 4
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+            nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        nn.init.zeros_(self.body[-1].weight)
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else \
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
+def resnetv2_stem(channels: tuple[int, ...], layers: tuple[int, ...]) -> nn.Sequential:
+    root, *widths = channels
+    mods: list[nn.Module] = [nn.Conv2d(1, root, 7, 2, 3, bias=False), nn.BatchNorm2d(root),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)]
+    cin = root
+    for k, (cout, n) in enumerate(zip(widths, layers)):
+        for b in range(n):
+            mods.append(Bottleneck(cin, cout, 2 if k and not b else 1))
+            cin = cout
+    return nn.Sequential(*mods)
+
+
+# --- attention blocks ----------------------------------------------------------------------
+
+class Attention(nn.Module):
+    """Multi-head attention with its keys and values computed apart (`keys_values`), so a
+    decoder can keep them; `gated` is x-transformers' attention-on-attention output (a GLU)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, gated: bool = False):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GLU()) if gated else nn.Linear(dim, dim)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        return x.view(n, t, self.heads, d // self.heads).transpose(1, 2)
+
+    def keys_values(self, source: torch.Tensor) -> KV:
+        k, v = self.kv(source).chunk(2, dim=-1)
+        return self._split(k), self._split(v)
+
+    def forward(self, x: torch.Tensor, kv: KV, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mask: bool, broadcast to [N, heads, T, S], True where a query may look."""
+        q = self._split(self.q(x))
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        n, h, t, e = y.shape
+        return self.out(y.transpose(1, 2).reshape(n, t, h * e))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = Attention(dim, heads, dropout)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(4 * dim, dim), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.attn(h, self.attn.keys_values(h), mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class GLUFeedForward(nn.Module):
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.proj = nn.Linear(dim, 8 * dim)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(4 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, gate = self.proj(x).chunk(2, dim=-1)
+        return self.out(self.drop(a * F.gelu(gate)))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.self_attn = Attention(dim, heads, dropout, gated=True)
+        self.cross_attn = Attention(dim, heads, dropout, gated=True)
+        self.ff = GLUFeedForward(dim, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, cross: KV, memory_mask: torch.Tensor,
+                past: KV | None) -> tuple[torch.Tensor, KV]:
+        h = self.norm1(x)
+        k, v = self.self_attn.keys_values(h)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        x = x + self.drop(self.self_attn(h, (k, v), _causal(x.shape[1], k.shape[2], x.device)))
+        x = x + self.drop(self.cross_attn(self.norm2(x), cross, memory_mask))
+        return x + self.drop(self.ff(self.norm3(x))), (k, v)
+
+
+def _causal(queries: int, keys: int, device) -> torch.Tensor | None:
+    """Query i (the last `queries` of `keys` positions) sees keys up to its own; one new query
+    sees them all, so a cached step needs no mask."""
+    if queries == 1:
+        return None
+    offset = keys - queries
+    return torch.ones(queries, keys, dtype=torch.bool, device=device).tril(offset)
+
+
+# --- the model -----------------------------------------------------------------------------
+
+class TrOMR(nn.Module):
+    def __init__(self, cfg: TrOMRConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.stem = resnetv2_stem(cfg.stem_channels, cfg.stem_layers) if cfg.stem == "resnetv2" \
+            else crnn_blocks(cfg.stem_channels, cfg.stem_pools)
+        d = cfg.dim
+        self.patch = nn.Conv2d(cfg.stem_channels[-1], d, cfg.patch, cfg.patch)
+        rows, cols = cfg.grid
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.enc_pos = nn.Parameter(torch.randn(1, 1 + rows * cols, d) * 0.02)
+        self.encoder = nn.ModuleList(EncoderBlock(d, cfg.heads, cfg.dropout)
+                                     for _ in range(cfg.encoder_depth))
+        self.enc_norm = nn.LayerNorm(d)
+        self.rhythm_emb = nn.Embedding(cfg.num_rhythms, d)
+        self.pitch_emb = nn.Embedding(cfg.num_pitches, d)
+        self.lift_emb = nn.Embedding(cfg.num_lifts, d)
+        self.dec_pos = nn.Embedding(cfg.max_seq_len, d)
+        self.decoder = nn.ModuleList(DecoderBlock(d, cfg.heads, cfg.dropout)
+                                     for _ in range(cfg.decoder_depth))
+        self.dec_norm = nn.LayerNorm(d)
+        self.to_rhythm = nn.Linear(d, cfg.num_rhythms)
+        self.to_pitch = nn.Linear(d, cfg.num_pitches)
+        self.to_lift = nn.Linear(d, cfg.num_lifts)
+        self.to_note = nn.Linear(d, 2)
+        for emb in (self.rhythm_emb, self.pitch_emb, self.lift_emb, self.dec_pos):
+            nn.init.normal_(emb.weight, std=0.02)
+        mask = torch.zeros(cfg.num_rhythms, dtype=torch.bool)
+        mask[list(cfg.note_rhythms)] = True
+        self.register_buffer("is_note", mask, persistent=False)
+
+    def encode(self, images: torch.Tensor,
+               widths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """images [N, 1, H, W] (ink 1, paper 0), widths [N] in pixels (None: all of W).
+        Returns the memory [N, 1 + rows * columns, dim] and its mask [N, 1, 1, positions]
+        (True: a patch of the staff; the class token always)."""
+        sw = self.cfg.stride[1]
+        n, _, _, w = images.shape
+        rows, max_cols = self.cfg.grid
+        w = min(w, max_cols * sw)
+        images = F.pad(images[..., :w], (0, -w % sw))  # paper up to a whole patch
+        f = self.patch(self.stem(images))  # N, dim, rows, cols
+        cols = f.shape[-1]
+        x = f.flatten(2).transpose(1, 2)
+        index = (torch.arange(rows, device=x.device)[:, None] * max_cols
+                 + torch.arange(cols, device=x.device)[None, :]).flatten() + 1
+        x = torch.cat([self.cls.expand(n, -1, -1), x], 1) + self.enc_pos[:, torch.cat(
+            [index.new_zeros(1), index])]
+        if widths is None:
+            widths = torch.full((n,), w, device=x.device)
+        valid = torch.arange(cols, device=x.device)[None, :] < \
+            torch.div(widths.to(x.device) + sw - 1, sw, rounding_mode="floor")[:, None]
+        mask = torch.cat([valid.new_ones(n, 1), valid.repeat(1, rows)], 1)[:, None, None, :]
+        for block in self.encoder:
+            x = block(x, mask)
+        return self.enc_norm(x), mask
+
+    def cross_cache(self, memory: torch.Tensor) -> list[KV]:
+        """Each decoder layer's cross-attention keys and values: once per staff, not per step."""
+        return [block.cross_attn.keys_values(memory) for block in self.decoder]
+
+    def decode(self, rhythms: torch.Tensor, pitches: torch.Tensor, lifts: torch.Tensor,
+               cross: list[KV], memory_mask: torch.Tensor,
+               past: list[KV] | None = None) -> tuple[Logits, list[KV]]:
+        """The next-token logits after each of these tokens ([N, T] ids each), given the
+        `past` keys and values of the tokens before them; returns the keys and values of all."""
+        start = past[0][0].shape[2] if past else 0
+        pos = torch.arange(start, start + rhythms.shape[1], device=rhythms.device)
+        x = self.rhythm_emb(rhythms) + self.pitch_emb(pitches) + self.lift_emb(lifts) + self.dec_pos(pos)
+        present = []
+        for k, block in enumerate(self.decoder):
+            x, kv = block(x, cross[k], memory_mask, past[k] if past else None)
+            present.append(kv)
+        x = self.dec_norm(x)
+        return Logits(self.to_rhythm(x), self.to_pitch(x), self.to_lift(x), self.to_note(x)), present
+
+    def forward(self, images: torch.Tensor, widths: torch.Tensor, rhythms: torch.Tensor,
+                pitches: torch.Tensor, lifts: torch.Tensor) -> Logits:
+        """Teacher forcing: the logits after each input token (BOS first)."""
+        memory, mask = self.encode(images, widths)
+        return self.decode(rhythms, pitches, lifts, self.cross_cache(memory), mask)[0]
+
+
+def build(cfg: TrOMRConfig) -> TrOMR:
+    if min(cfg.num_rhythms, cfg.num_pitches, cfg.num_lifts) < 2:
+        raise ValueError("TrOMRConfig's vocabulary sizes must be set from the vocabulary")
+    return TrOMR(cfg)
+
+
+def configure(cfg: TrOMRConfig, vocab: FactorVocabulary) -> TrOMRConfig:
+    rhythms, pitches, lifts = vocab.sizes
+    return replace(cfg, num_rhythms=rhythms, num_pitches=pitches, num_lifts=lifts,
+                   note_rhythms=vocab.note_rhythms)
+
+
+def start_stem_from_crnn(model: TrOMR, crnn_state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy a CRNN checkpoint's conv blocks into a "crnn" stem; returns the layers left as
+    they were (shapes that differ, or layers the CRNN lacks)."""
+    own = model.stem.state_dict()
+    source = {k[len("conv."):]: v for k, v in crnn_state.items() if k.startswith("conv.")}
+    carried = {k: source[k].float() for k in own if k in source and source[k].shape == own[k].shape}
+    model.stem.load_state_dict({**own, **carried})
+    return sorted({k.rsplit(".", 1)[0] for k in own if k not in carried})
+
+
+# --- the loss ------------------------------------------------------------------------------
+
+class Targets(NamedTuple):
+    """Decoder inputs (BOS, tokens) and targets (tokens, EOS), [N, T] each; targets are IGNORE
+    past a staff's end."""
+    rhythm_in: torch.Tensor
+    pitch_in: torch.Tensor
+    lift_in: torch.Tensor
+    rhythm: torch.Tensor
+    pitch: torch.Tensor
+    lift: torch.Tensor
+
+
+def targets(labels: list[tuple[list[int], list[int], list[int]]], bos: int = 1,
+            eos: int = 2) -> Targets:
+    """Encoded staves (FactorVocabulary.encode) into one padded batch."""
+    t = max(len(r) for r, _, _ in labels) + 1
+    n = len(labels)
+    ins = [torch.zeros(n, t, dtype=torch.long) for _ in range(3)]
+    outs = [torch.full((n, t), IGNORE, dtype=torch.long) for _ in range(3)]
+    for i, parts in enumerate(labels):
+        k = len(parts[0])
+        for j, ids in enumerate(parts):
+            ins[j][i, 0] = bos if j == 0 else 0
+            ins[j][i, 1:k + 1] = torch.tensor(ids, dtype=torch.long)
+            outs[j][i, :k] = ins[j][i, 1:k + 1]
+            outs[j][i, k] = eos if j == 0 else 0
+    return Targets(*ins, *outs)
+
+
+def loss(logits: Logits, tgt: Targets, is_note: torch.Tensor,
+         gamma: float = 10.0) -> dict[str, torch.Tensor]:
+    """Cross-entropy on each head plus the paper's consistency loss: the note head's belief
+    that a token is a note must equal the rhythm head's mass on note rhythms and the pitch and
+    lift heads' mass off NONE (NetEase's gamma 10). `total` is their sum."""
+    logits = Logits(*(x.float() for x in logits))
+    valid = tgt.rhythm != IGNORE
+    note_target = torch.where(valid, is_note[tgt.rhythm.clamp(min=0)].long(), IGNORE)
+    parts = {name: F.cross_entropy(getattr(logits, name).transpose(1, 2), target, ignore_index=IGNORE)
+             for name, target in (("rhythm", tgt.rhythm), ("pitch", tgt.pitch),
+                                  ("lift", tgt.lift), ("note", note_target))}
+    p_note = logits.note.softmax(-1)[..., 1][valid]
+    rhythm_note = (logits.rhythm.softmax(-1) * is_note).sum(-1)[valid]
+    pitch_note = 1 - logits.pitch.softmax(-1)[..., 0][valid]
+    lift_note = 1 - logits.lift.softmax(-1)[..., 0][valid]
+    parts["consistency"] = gamma * (F.l1_loss(rhythm_note, p_note) + F.l1_loss(p_note, pitch_note)
+                                    + F.l1_loss(p_note, lift_note)) / 3
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DecodingOptions:
+    beam_size: int = 1  # 1: greedy
+    max_length: int = 0  # tokens, EOS included; 0: as many as the decoder has positions
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One staff's ids (EOS not included) and its mean log-probability per token."""
+    rhythms: tuple[int, ...]
+    pitches: tuple[int, ...]
+    lifts: tuple[int, ...]
+    logprob: float
+
+
+def _last_logprobs(logits: Logits) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-probabilities at the last position: rhythms without PAD and BOS (never a target),
+    and the pitch and lift of a note, NONE left out (ids shifted down by one)."""
+    lr = logits.rhythm[:, -1].float()
+    lr = torch.cat([torch.full_like(lr[:, :2], -math.inf), lr[:, 2:]], 1).log_softmax(-1)
+    return lr, logits.pitch[:, -1, 1:].float().log_softmax(-1), \
+        logits.lift[:, -1, 1:].float().log_softmax(-1)
+
+
+def _choose(logits: Logits, is_note: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The greedy triple at the last position: the likeliest rhythm, and for a note rhythm its
+    likeliest pitch and lift other than NONE (NONE otherwise), with the triple's log-probability."""
+    lr, lp, ll = _last_logprobs(logits)
+    score, r = lr.max(-1)
+    note = is_note[r]
+    bp, p = lp.max(-1)
+    bl, q = ll.max(-1)
+    zero = torch.zeros_like(r)
+    return r, torch.where(note, p + 1, zero), torch.where(note, q + 1, zero), \
+        score + torch.where(note, bp + bl, torch.zeros_like(score))
+
+
+@torch.no_grad()
+def greedy(model: TrOMR, images: torch.Tensor, widths: torch.Tensor | None = None,
+           max_length: int = 0, bos: int = 1, eos: int = 2) -> list[Reading]:
+    """Batched greedy decoding with the KV cache; a staff stops at its EOS."""
+    n = images.shape[0]
+    steps = max_length or model.cfg.max_seq_len - 1
+    memory, mask = model.encode(images, widths)
+    cross = model.cross_cache(memory)
+    r = torch.full((n, 1), bos, dtype=torch.long, device=images.device)
+    p, q = torch.zeros_like(r), torch.zeros_like(r)
+    out, past = [], None
+    total = torch.zeros(n, device=images.device)
+    length = torch.zeros(n, device=images.device)
+    done = torch.zeros(n, dtype=torch.bool, device=images.device)
+    for _ in range(steps):
+        logits, past = model.decode(r, p, q, cross, mask, past)
+        rr, pp, qq, score = _choose(logits, model.is_note)
+        total += torch.where(done, torch.zeros_like(score), score)
+        length += (~done).float()
+        out.append((torch.where(done, eos, rr), pp, qq))
+        done |= rr == eos
+        if done.all():
+            break
+        r, p, q = rr[:, None], pp[:, None], qq[:, None]
+    readings = []
+    for i in range(n):
+        ids = [(a[i].item(), b[i].item(), c[i].item()) for a, b, c in out]
+        k = next((j for j, t in enumerate(ids) if t[0] == eos), len(ids))
+        rs, ps, ls = zip(*ids[:k]) if k else ((), (), ())
+        readings.append(Reading(tuple(rs), tuple(ps), tuple(ls), (total[i] / length[i].clamp(min=1)).item()))
+    return readings
+
+
+@torch.no_grad()
+def beam_search(model: TrOMR, image: torch.Tensor, width: int | None = None, beam: int = 4,
+                max_length: int = 0, bos: int = 1, eos: int = 2) -> Reading:
+    """Beam search over whole tokens for one staff ([1, 1, H, W]). Each beam grows by its
+    `beam` likeliest rhythms, a note rhythm by each of its `beam` likeliest pitches with the
+    likeliest lift; hypotheses are ranked by mean log-probability per token, as whisper's."""
+    steps = max_length or model.cfg.max_seq_len - 1
+    widths = None if width is None else torch.tensor([width], device=image.device)
+    memory, mask = model.encode(image, widths)
+    cross = model.cross_cache(memory)
+    seqs: list[list[tuple[int, int, int]]] = [[]]
+    scores = torch.zeros(1, device=image.device)
+    finished: list[tuple[float, list[tuple[int, int, int]]]] = []
+    last = torch.tensor([[bos, 0, 0]], device=image.device)
+    past = None
+    for step in range(steps):
+        b = len(seqs)
+        logits, past = model.decode(last[:, :1], last[:, 1:2], last[:, 2:], [
+            (k.expand(b, -1, -1, -1), v.expand(b, -1, -1, -1)) for k, v in cross], mask, past)
+        lr, lp, ll = _last_logprobs(logits)
+        kr, kp = min(beam, lr.shape[1]), min(beam, lp.shape[1])
+        sr, r = lr.topk(kr, -1)  # b, kr
+        sp, p = lp.topk(kp, -1)  # b, kp
+        sl, q = ll.max(-1)  # b
+        note = model.is_note[r]  # b, kr
+        cand = torch.where(note[:, :, None], sr[:, :, None] + sp[:, None, :] + sl[:, None, None],
+                           torch.where(torch.arange(kp, device=lr.device) == 0, sr[:, :, None], -math.inf))
+        total = (scores[:, None, None] + cand).flatten()
+        # The `beam` best continuations: those ending here are done, the others go on.
+        best = total.topk(min(beam, int(torch.isfinite(total).sum()))).indices.tolist()
+        new_seqs, new_scores, rows, nxt = [], [], [], []
+        for idx in best:
+            i, rest = divmod(idx, kr * kp)
+            j, m = divmod(rest, kp)
+            rid = r[i, j].item()
+            token = (rid, p[i, m].item() + 1, q[i].item() + 1) if note[i, j] else (rid, 0, 0)
+            if rid == eos:
+                finished.append((total[idx].item() / (step + 1), seqs[i]))
+            else:
+                new_seqs.append(seqs[i] + [token])
+                new_scores.append(total[idx])
+                rows.append(i)
+                nxt.append(token)
+        if len(finished) >= beam or not new_seqs:
+            break
+        seqs, scores = new_seqs, torch.stack(new_scores)
+        index = torch.tensor(rows, device=image.device)
+        past = [(k[index], v[index]) for k, v in past]
+        last = torch.tensor(nxt, device=image.device)
+    if not finished:
+        finished = [(s.item() / max(len(seq), 1), seq) for s, seq in zip(scores, seqs)]
+    score, seq = max(finished, key=lambda f: f[0])
+    rs, ps, ls = zip(*seq) if seq else ((), (), ())
+    return Reading(tuple(rs), tuple(ps), tuple(ls), score)
+
+
+def read(model: TrOMR, vocab: FactorVocabulary, images: torch.Tensor,
+         widths: torch.Tensor | None = None,
+         options: DecodingOptions = DecodingOptions()) -> list[list[str]]:
+    """Token strings of a batch of staves, greedy or with beam search."""
+    if options.beam_size <= 1:
+        readings = greedy(model, images, widths, options.max_length)
+    else:
+        readings = [beam_search(model, images[i:i + 1],
+                                None if widths is None else int(widths[i]), options.beam_size,
+                                options.max_length) for i in range(images.shape[0])]
+    return [vocab.decode(x.rhythms, x.pitches, x.lifts) for x in readings]
