@@ -170,7 +170,11 @@ def _part(arranged: Arrangement, staves: list[int]) -> str:
                              f'{_divisions(measure.length - filled)}</duration><voice>1</voice>'
                              f'{"<staff>1</staff>" if len(staves) > 1 else ""}</note>')
             attributes = f"<attributes>{''.join(head)}</attributes>" if head else ""
-            out.append(f'<measure number="{number}">{attributes}{"".join(items)}</measure>')
+            # A new system where the page had one, so a reader sees the systems as they were.
+            brk = '<print new-system="yes"/>' if s and not k else ""
+            if k == len(measures) - 1 and not _ends_with_barline(arranged, s, staves[0]):
+                items.append('<barline location="right"><bar-style>none</bar-style></barline>')
+            out.append(f'<measure number="{number}">{brk}{attributes}{"".join(items)}</measure>')
     return "".join(out)
 
 
@@ -261,7 +265,7 @@ class _StaffMeasure:
                 if isinstance(m.symbol, semantic.Rest):
                     out.append(_rest(m.symbol, tags))
                 else:
-                    out.append(_note(m.symbol, m.tied_to >= 0, m.token in self.stops, tags, k > 0))
+                    out.append(_note(m.symbol, m.tie >= 0, m.token in self.stops, tags, k > 0))
             cursor = max(cursor, offset) + chord[0].duration
         self.filled = max(self.filled, cursor)
         if cursor:
@@ -271,6 +275,15 @@ class _StaffMeasure:
     def _tags(self, voice: int) -> str:
         number = voice + 4 * (self.staff - 1) if self.staff and voice <= 4 else voice
         return f"<voice>{number}</voice>" + (f"<staff>{self.staff}</staff>" if self.staff else "")
+
+
+def _ends_with_barline(arranged: Arrangement, system: int, part: int) -> bool:
+    plan = next((p for p in arranged.plans if p.system == system and p.part == part), None)
+    if plan is None:
+        return True
+    later = [p.first_token for p in arranged.plans if p.part == part and p.first_token > plan.first_token]
+    tokens = arranged.sequences[part][plan.first_token:min(later, default=None)]
+    return not tokens or tokens[-1] == "barline"
 
 
 def _in_staff(arranged: Arrangement, plan: StaffPlan, token: int) -> bool:

@@ -95,10 +95,10 @@ RANGES = ("5", "4", "3")  # voice k's octave: voices never share a pitch
 
 
 @st.composite
-def voices(draw):
-    """A staff of 1-3 voices over 1-3 measures of 4/4, as (onset, token, tie) per voice, and
-    the notes it plays; each voice may fall silent (no rest written) for a while."""
-    measures = draw(st.integers(1, 3))
+def voices(draw, measures: int = 0):
+    """A staff of 1-3 voices over 1-3 measures (or `measures`) of 4/4, as (onset, token, tie)
+    per voice, and the notes it plays; each voice may fall silent (no rest written) a while."""
+    measures = measures or draw(st.integers(1, 3))
     placed, notes = [], []
     for v in range(draw(st.integers(1, 3))):
         time, last = 0.0, None  # last: the note a tie may continue, [pitch, onset, end, index]

@@ -1,0 +1,79 @@
+"""MusicXML to staff labels (omr_train.musicxml_read) and the notation's round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+music21 = pytest.importorskip("music21")
+
+from hypothesis import given, settings
+from omr.writers import page_musicxml
+from omr_train.musicxml_read import check, label_systems, music21_notes, read_musicxml
+from test_musicxml import LEFT, RIGHT, systems
+
+EVAL = Path(__file__).parents[1] / ".." / "shared" / "eval"
+BACH = EVAL / "pages" / "bach-invention1-scan.musicxml"
+
+
+@pytest.mark.skipif(not BACH.exists(), reason="../shared/eval is absent")
+def test_bach_invention_goes_into_the_notation_and_back_with_the_same_notes():
+    score = read_musicxml(BACH)
+    assert score.dropped == () and {len(s) for s in score.systems} == {2}
+    assert all(staff[0] in ("clef-G2", "clef-F4") for system in score.systems for staff in system)
+    notes = music21_notes(BACH.read_text())
+    assert len(notes) > 400
+    assert music21_notes(page_musicxml(score.systems)) == notes
+    assert str(check(score.systems)).endswith("differ on 0, MIDI notes on 0, music21's notes on 0")
+
+
+def test_a_page_comes_back_system_by_system():
+    page = [[RIGHT, LEFT], [RIGHT, LEFT]]
+    back = read_musicxml(page_musicxml(page)).systems
+    assert len(back) == 2 and all(len(s) == 2 for s in back)
+    assert back[0][1][:3] == ("clef-F4", "keySignature-DM", "timeSignature-2/4")
+
+
+def test_a_voice_that_starts_late_is_held_by_a_rest():
+    # Voice 2 enters on beat 2 after a <forward>: the label needs a rest at beat 1.
+    xml = _one_measure('<note><pitch><step>C</step><octave>5</octave></pitch><duration>2</duration>'
+                       '<voice>1</voice><type>half</type></note><backup><duration>2</duration>'
+                       '</backup><forward><duration>1</duration><voice>2</voice></forward>'
+                       '<note><pitch><step>E</step><octave>4</octave></pitch><duration>1</duration>'
+                       '<voice>2</voice><type>quarter</type></note>')
+    assert read_musicxml(xml).systems == ((("clef-G2", "timeSignature-2/4", "note-C5_half", "|",
+                                            "rest-quarter", "note-E4_quarter", "barline"),),)
+
+
+def test_a_triplet_is_reported_and_its_time_held_by_rests():
+    triplet = ('<note><pitch><step>D</step><octave>5</octave></pitch><duration>2</duration>'
+               '<voice>1</voice><type>eighth</type><time-modification><actual-notes>3'
+               '</actual-notes><normal-notes>2</normal-notes></time-modification></note>')
+    xml = _one_measure(triplet * 3 + '<note><pitch><step>C</step><octave>5</octave></pitch>'
+                       '<duration>6</duration><voice>1</voice><type>quarter</type></note>', 6)
+    score = read_musicxml(xml)
+    assert len(score.dropped) == 3
+    assert score.systems[0][0][2:] == ("rest-quarter", "note-C5_quarter", "barline")
+
+
+@settings(max_examples=40, deadline=None)
+@given(systems())
+def test_random_voices_round_trip_through_musicxml(page):
+    assert str(check(page)).endswith("differ on 0, MIDI notes on 0, music21's notes on 0")
+
+
+def test_label_files_are_grouped_into_systems(tmp_path):
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "s1" / "s1-1.semantic").write_text("\t".join(LEFT))
+    (tmp_path / "s1" / "s1-0.semantic").write_text("\t".join(RIGHT))
+    (tmp_path / "one.semantic").write_text(" ".join(RIGHT) + "\n")
+    assert sorted(label_systems([tmp_path]), key=len) == [[RIGHT], [RIGHT, LEFT]]
+
+
+def _one_measure(notes: str, divisions: int = 1) -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?><score-partwise version="4.0"><part-list>'
+            '<score-part id="P1"><part-name>M</part-name></score-part></part-list><part id="P1">'
+            f'<measure number="1"><attributes><divisions>{divisions}</divisions><time><beats>2'
+            '</beats><beat-type>4</beat-type></time><clef><sign>G</sign><line>2</line></clef>'
+            f'</attributes>{notes}</measure></part></score-partwise>')
