@@ -122,14 +122,24 @@ def _on_staff(staff: PolyStaff) -> bool:
                for e in pitches(staff))
 
 
+def _off_staff(system: System) -> int:
+    """How far, in diatonic steps summed over the notes, the music lies off its staves."""
+    total = 0
+    for staff in system.staves:
+        bottom = CLEF_BOTTOM[staff.clef]
+        total += sum(max(0, bottom - e.diatonic, e.diatonic - bottom - 8) for e in pitches(staff))
+    return total
+
+
 def _transposed(system: System, rng: np.random.Generator) -> System:
+    """Sometimes another key, in whichever octave keeps the music nearest its staves."""
     if rng.random() > 0.6:
         return system
     fifths = int(rng.integers(-5, 6))
-    # A fifth up moves (4 * fifths) % 7 steps up; more than three is nearer an octave lower.
-    octave = -1 if (4 * fifths) % 7 > 3 else 0
-    moved = transpose_system(system, fifths, (octave,) * len(system.staves))
-    return moved if moved is not None and -6 <= moved.staves[0].key <= 6 else system
+    moved = [transpose_system(system, fifths, (octave,) * len(system.staves))
+             for octave in (0, -1, 1)]
+    moved = [m for m in moved if m is not None and -6 <= m.staves[0].key <= 6]
+    return min(moved, key=_off_staff) if moved else system
 
 
 def _fits(system: System) -> bool:
