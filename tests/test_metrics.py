@@ -1,12 +1,29 @@
-"""The scorer's error breakdown: its edits are exactly the ones the SER counts."""
+"""The scorers: the SER's error breakdown (its edits are exactly the ones the SER counts) and
+the note-level score."""
 
 from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
-from omr_train.metrics import align, edit_distance, error_summary, score, ser_interval
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from omr.semantic import repair
+from omr_train.metrics import (
+    align,
+    edit_distance,
+    error_summary,
+    normalise,
+    score,
+    ser_interval,
+    staff_edits,
+    staff_note_score,
+    system_note_score,
+)
+from test_semantic import ANY_TOKEN
 
 
 def test_alignment_is_a_shortest_edit_script():
@@ -56,3 +73,69 @@ def test_paired_interval_tells_a_real_difference_from_noise():
     assert gap.low < 0 <= gap.high
     with pytest.raises(ValueError, match="same staves"):
         ser_interval(mine[:10], mine[:9])
+
+
+# The note-level score ---------------------------------------------------------------------------
+
+EVAL = Path(__file__).parents[1] / ".." / "shared" / "eval"
+LABELS = sorted(EVAL.glob("*/*.semantic")) if EVAL.exists() else []
+STAFF = ["clef-G2", "timeSignature-2/4", "note-C4_quarter", "|", "note-E4_quarter", "note-D4_quarter", "barline", "note-C4_half", "barline"]
+
+
+@pytest.mark.skipif(not LABELS, reason="../shared/eval is absent")
+def test_every_eval_staff_read_without_error_scores_f1_one():
+    for path in LABELS:
+        ref = path.read_text().split()
+        for pred in (ref, ["keySignature-CM" if t.startswith("keySignature") else t for t in ref]
+                     if "keySignature-CM" in ref else ref):
+            assert staff_edits(pred, ref) == (0, len(normalise(ref)))
+            assert staff_note_score(pred, ref).prf() == (1.0, 1.0, 1.0), path
+        # cc-staves are scored without ties: the same staff, its ties dropped, still scores 1.
+        untied = [t for t in ref if t != "tie"]
+        assert staff_edits(untied, ref, drop_tie=True)[0] == 0
+        assert staff_note_score(untied, ref, drop_tie=True).prf(duration=True) == (1.0, 1.0, 1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(ANY_TOKEN, max_size=30), st.lists(ANY_TOKEN, max_size=30), st.booleans())
+def test_a_staff_with_ser_zero_has_f1_one(ref, noise, drop_tie):
+    ref = repair(ref)
+    pred = [t for t in ref if not (drop_tie and t == "tie")] + (["keySignature-CM"] if noise else [])
+    if staff_edits(pred, ref, drop_tie)[0] == 0:
+        assert staff_note_score(pred, ref, drop_tie).prf(duration=True) == (1.0, 1.0, 1.0)
+
+
+def test_the_note_score_does_not_count_what_does_not_sound():
+    no_bar = STAFF[:6] + STAFF[7:]  # a barline missed
+    assert staff_edits(no_bar, STAFF)[0] == 1
+    assert staff_note_score(no_bar, STAFF).f1 == 1.0
+    wrong = [t.replace("note-D4_quarter", "note-D4_half") for t in STAFF]
+    score = staff_note_score(wrong, STAFF)
+    # D4 is a half: its own duration is wrong, and the C4 after it comes a quarter late.
+    assert (score.matched, score.matched_duration, score.reference) == (3, 2, 4)
+
+
+def test_a_system_falls_back_into_step_at_each_barline():
+    short = [t for t in STAFF if t != "note-D4_quarter"]
+    assert staff_note_score(short, STAFF).matched == 2  # the staff alone: the half note is early
+    score = system_note_score([short, STAFF], [STAFF, STAFF])
+    assert (score.matched, score.reference, score.predicted) == (7, 8, 7)
+
+
+def test_notes_match_only_on_their_own_staff():
+    swapped = system_note_score([STAFF, STAFF[:2] + ["rest-half", "barline", "rest-half", "barline"]],
+                                [STAFF[:2] + ["rest-half", "barline", "rest-half", "barline"], STAFF])
+    assert swapped.matched == 0
+
+
+def test_omr_eval_groups_the_engines_staves_into_systems(tmp_path):
+    from omr_train.dataset import Sample
+    from omr_train.evaluate import note_report, system_of
+
+    (tmp_path / "s1.json").write_text("{}")
+    staves = [Sample(f"s1-{j}", tmp_path / f"s1-{j}.png", tuple(STAFF)) for j in (1, 0)]
+    assert [system_of(s) for s in staves] == ["s1", "s1"]
+    assert system_of(Sample("cello-1", tmp_path / "cello-1.png", ())) == ""
+    rows = [{"id": s.id, "system": system_of(s), "prediction": STAFF, "reference": STAFF,
+             "notes": asdict(staff_note_score(STAFF, STAFF))} for s in staves]
+    assert "per system (1): onset+pitch P 100.0 R 100.0 F1 100.0%" in note_report(rows)

@@ -1,4 +1,5 @@
-"""`omr-eval MODEL DIR`: symbol and sequence error rates on any PrIMuS-layout folder.
+"""`omr-eval MODEL DIR`: symbol and sequence error rates on any PrIMuS-layout folder, and a
+note-level score (precision, recall, F1 of the notes), per staff and per system.
 
 MODEL is a training checkpoint (.pt, run with PyTorch) or an exported ONNX model (run with
 the runtime's Recognizer). Synthetic folders (with a manifest) are cropped the way training
@@ -21,7 +22,16 @@ from omr.geometry import STAFF_FRACTION
 
 from .augment import AugmentOptions, augment
 from .dataset import Sample, collate, read_folder
-from .metrics import Score, error_summary, score_counts, ser_interval, staff_edits
+from .metrics import (
+    NoteScore,
+    Score,
+    error_summary,
+    score_counts,
+    ser_interval,
+    staff_edits,
+    staff_note_score,
+    system_note_score,
+)
 from .synth.engrave import HELD_OUT_FONT
 
 
@@ -142,6 +152,33 @@ def counts(row: dict) -> tuple[int, int]:
     return row["edits"], row["tokens"]
 
 
+def system_of(sample: Sample) -> str:
+    """The system a staff belongs to: the data engine writes `NAME-j` staves beside NAME.json
+    (j from the top); any other staff is a system of its own ("")."""
+    stem, _, index = sample.id.rpartition("-")
+    return stem if stem and index.isdigit() and (sample.image.parent / f"{stem}.json").exists() \
+        else ""
+
+
+def note_report(rows: list[dict], drop_tie: bool = False) -> str:
+    """The note-level score, which does not depend on the token format: over staves, and over
+    systems (their staves in step measure by measure) where the folder has any."""
+    staves = sum((NoteScore(**r["notes"]) for r in rows), NoteScore(0, 0, 0, 0))
+    lines = [f"  notes, per staff: {staves}"]
+    systems: dict[str, list[dict]] = {}
+    for r in rows:
+        if r.get("system"):
+            systems.setdefault(r["system"], []).append(r)
+    if systems:
+        total = NoteScore(0, 0, 0, 0)
+        for staves_of_system in systems.values():
+            ordered = sorted(staves_of_system, key=lambda r: int(r["id"].rpartition("-")[2]))
+            total += system_note_score([r["prediction"] for r in ordered],
+                                       [r["reference"] for r in ordered], drop_tie)
+        lines.append(f"  notes, per system ({len(systems)}): {total}")
+    return "\n".join(lines)
+
+
 def staves_of(root: Path, opt: EvalOptions) -> tuple[list[Sample], bool]:
     """The staves to score, and whether they are synthetic (cropped as training crops them)."""
     synthetic = is_synthetic(root)
@@ -163,7 +200,9 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
         for s, read in zip(chunk, model.decode(crops)):
             pred = read.tokens
             edits, tokens = staff_edits(pred, s.tokens, opt.drop_tie)
+            notes = staff_note_score(pred, s.tokens, opt.drop_tie)
             rows.append({"id": s.id, "ser": edits / max(tokens, 1), "edits": edits, "tokens": tokens,
+                         "notes": asdict(notes), "system": system_of(s),
                          "prediction": pred, "reference": list(s.tokens), "font": s.font,
                          "clef": read.clef, "clef_confidence": read.clef_confidence,
                          "clef_right": read.clef == _first_clef(s.tokens),
@@ -211,6 +250,7 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
     result, rows = _read(model, model_path, samples, synthetic, opt)
     click.echo(f"{folder}: {result}")
     click.echo(f"  {ser_interval([counts(r) for r in rows])} (staves resampled)")
+    click.echo(note_report(rows, drop_tie))
     click.echo(clef_doubt_report(rows))
     for font, sc in by_font(rows).items():
         held = " (held out of training)" if font == HELD_OUT_FONT else ""

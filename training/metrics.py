@@ -1,4 +1,4 @@
-"""Symbol error rate, the measure of the PrIMuS and TrOMR papers."""
+"""Symbol error rate, the measure of the PrIMuS and TrOMR papers, and a note-level score."""
 
 from __future__ import annotations
 
@@ -156,6 +156,83 @@ def error_summary(pairs: Iterable[tuple[Sequence[str], Sequence[str]]],
             kinds[error_kind(e)] += 1
             confusions[(e.reference or "-", e.prediction or "-")] += 1
     return kinds, confusions
+
+
+# Notes: a score that does not depend on the token format ---------------------------------------
+
+GRID = 1024  # per quarter note: every onset and duration of the notation is a multiple of 1/32
+
+
+@dataclass(frozen=True)
+class NoteScore:
+    """Notes matched between a prediction and its truth, exactly: by (onset, pitch), and by
+    (onset, pitch, duration). A note matches at most one note (multisets)."""
+
+    predicted: int
+    reference: int
+    matched: int  # (onset, pitch)
+    matched_duration: int  # (onset, pitch, duration)
+
+    def __add__(self, other: NoteScore) -> NoteScore:
+        return NoteScore(self.predicted + other.predicted, self.reference + other.reference,
+                         self.matched + other.matched,
+                         self.matched_duration + other.matched_duration)
+
+    def prf(self, duration: bool = False) -> tuple[float, float, float]:
+        """Precision, recall and F1; all 1 when both sides have no notes."""
+        hit = self.matched_duration if duration else self.matched
+        if not self.predicted and not self.reference:
+            return 1.0, 1.0, 1.0
+        p, r = hit / max(self.predicted, 1), hit / max(self.reference, 1)
+        return p, r, 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def f1(self) -> float:
+        return self.prf()[2]
+
+    def __str__(self) -> str:
+        (p, r, f), (pd, rd, fd) = self.prf(), self.prf(duration=True)
+        return (f"onset+pitch P {100 * p:.1f} R {100 * r:.1f} F1 {100 * f:.1f}%, "
+                f"+duration P {100 * pd:.1f} R {100 * rd:.1f} F1 {100 * fd:.1f}% "
+                f"({self.reference} notes)")
+
+
+def match_notes(pred: Iterable, ref: Iterable) -> NoteScore:
+    """Notes are anything with pitch, onset and duration in quarter notes (omr.semantic.NoteEvent,
+    or omr.parts.PageNote, which matches only on its own part).
+
+    The match is exact, on the notation's own grid: mir_eval's transcription metrics would
+    match within tolerance windows in seconds, which in score time (every onset a multiple of
+    1/32 of a quarter) finds the same pairs, less plainly."""
+    def key(n) -> tuple[int, int, int, int]:  # a page's note matches only on its own part
+        return getattr(n, "part", 0), round(n.onset * GRID), n.pitch, round(n.duration * GRID)
+
+    p, r = Counter(map(key, pred)), Counter(map(key, ref))
+    onsets = sum((Counter(k[:3] for k in p.elements()) & Counter(k[:3] for k in r.elements()))
+                 .values())
+    return NoteScore(sum(p.values()), sum(r.values()), onsets, sum((p & r).values()))
+
+
+def staff_note_score(pred: Sequence[str], ref: Sequence[str], drop_tie: bool = False) -> NoteScore:
+    """The notes of one staff label against its truth's (ties dropped on both sides with
+    `drop_tie`, as the SER drops them)."""
+    from omr.semantic import notes_from_tokens
+
+    return match_notes(notes_from_tokens(normalise(pred, drop_tie)),
+                       notes_from_tokens(normalise(ref, drop_tie)))
+
+
+def system_note_score(pred: Sequence[Sequence[str]], ref: Sequence[Sequence[str]],
+                      drop_tie: bool = False) -> NoteScore:
+    """A system's staves (top to bottom) against its truth's, the staves in step measure by
+    measure (omr.parts): a misread staff loses only the notes of the measures it misreads.
+    A note matches only a note of the same staff of the system."""
+    from omr.parts import arrange
+
+    def notes(staves):
+        return arrange([[normalise(s, drop_tie) for s in staves]]).notes
+
+    return match_notes(notes(pred), notes(ref))
 
 
 def ctc_greedy(log_probs: np.ndarray, length: int) -> list[int]:
