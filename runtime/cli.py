@@ -1,33 +1,49 @@
-"""omr-run: page images in, MIDI (or tokens, JSON, MusicXML) out.
+"""omr-run: page images and PDFs in, MIDI (or tokens, JSON, MusicXML, WAV) out.
 
 Every failure a user can cause (bad file, no staff, missing model) becomes one line on stderr
-and a non-zero exit status, never a traceback; one bad input does not stop the others.
+and a non-zero exit status, never a traceback; one bad input does not stop the others. Several
+inputs, a folder or a glob make a batch (runtime/batch.py): outputs that exist are skipped
+unless --force, --jobs N reads with N worker processes, and a summary closes the run.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-import warnings
+import time
+from collections import deque
 from pathlib import Path
 
 import click
 
-from .writers import FORMATS, SUFFIXES
+from .batch import SUFFIXES_OUT, Job, Outcome, ReadOptions, SetupError
+from .writers import FORMATS
 
 EXIT_INPUT = 1  # at least one input failed
 EXIT_SETUP = 2  # bad options, model missing or corrupt
+STDIO = "-"
 
 
 def _fail(message: str) -> None:
     click.echo(f"omr-run: error: {message}", err=True)
 
 
+def _warn(message: str) -> None:
+    click.echo(f"omr-run: warning: {message}", err=True)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("images", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1, required=True)
 @click.option("-o", "--output", "output", default=None,
-              help="Output file; a folder when there are several inputs.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="midi", show_default=True)
+              help="Output file (- for standard output); a folder when there are several "
+                   "inputs.")
+@click.option("--format", "fmt", type=click.Choice((*FORMATS, "wav")), default="midi",
+              show_default=True)
+@click.option("--pages", default=None, help="A PDF's pages to read, e.g. 2-5 or 1,3,7- "
+                                            "(default: all).")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes for a batch, each with its own model.")
+@click.option("--force", is_flag=True, help="In a batch, read inputs again whose output exists.")
 @click.option("--staff", is_flag=True, help="Each input is a single-staff crop.")
 @click.option("--model", "model", default=None, help="ONNX model (default: the packaged one).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
@@ -35,105 +51,254 @@ def _fail(message: str) -> None:
 @click.option("--tempo", type=click.FloatRange(1, 1000), default=100.0, show_default=True,
               help="Quarter notes per minute.")
 @click.option("--program", type=click.IntRange(0, 127), default=0, show_default=True,
-              help="General MIDI instrument (0 = piano).")
+              help="General MIDI instrument (0 = piano, 40 = violin), in MIDI and WAV.")
+@click.option("--play", is_flag=True, help="Play what was read (needs an audio device).")
 @click.option("--keep-clef", is_flag=True,
               help="Keep the clef the model guesses where it cannot see one, instead of "
                    "reading that staff in treble clef.")
-def cli(images: tuple[str, ...], output: str | None, fmt: str, staff: bool, model: str | None,
-        device: str, preview: str | None, tempo: float, program: int, keep_clef: bool) -> None:
-    """Read printed music from IMAGE... and write MIDI (default: IMAGE.mid beside it)."""
-    from .decode import DecodeOptions
-    from .image import ImageError
-    from .midi import MidiOptions
-    from .recognize import ModelError, Recognizer
+def cli(inputs: tuple[str, ...], output: str | None, fmt: str, pages: str | None, jobs: int,
+        force: bool, staff: bool, model: str | None, device: str, preview: str | None,
+        tempo: float, program: int, play: bool, keep_clef: bool) -> None:
+    """Read printed music from INPUT... (images, PDFs, folders, globs; - is standard input)
+    and write MIDI (default: INPUT.mid beside it)."""
+    from .batch import expand
 
+    entries = expand(inputs)
+    several = len(entries) > 1 or jobs > 1 or any(Path(i).is_dir() for i in inputs if i != STDIO)
+    if STDIO in inputs and len(inputs) > 1:
+        _setup_error("- (standard input) must be the only input")
+    if output == STDIO and several and fmt != "jsonl":
+        _setup_error("-o - writes one result: give one input, or use --format jsonl")
+    if play and several:
+        _setup_error("--play plays one input")
+    options = ReadOptions(fmt, model, device, staff, keep_clef, pages, tempo, program,
+                          _threads(jobs), preview)
     try:
-        recognizer = Recognizer(model, device=device,
-                                decoding=DecodeOptions(paint_clef=not keep_clef))
-    except ModelError as err:
-        _fail(str(err))
-        sys.exit(EXIT_SETUP)
-    options = MidiOptions(tempo=tempo, program=program)
-    several = len(images) > 1
-    if several and output is not None and fmt != "jsonl":
-        try:
-            Path(output).mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            _fail(f"cannot create output folder {output}: {err.strerror or err}")
-            sys.exit(EXIT_SETUP)
-    lines: list[str] = []
-    failed = False
-    for image in images:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                score = recognizer.read(image, single_staff=staff)
-            for warning in caught:
-                click.echo(f"omr-run: warning: {image}: {warning.message}", err=True)
-            if fmt == "jsonl":
-                lines.append(_jsonl(image, score, None))
-            else:
-                _write(score, image, _target(image, output, fmt, several), fmt, options)
-            if preview:
-                _preview(image, score, Path(preview), several)
-        except ModelError as err:
-            _fail(f"{image}: {err}")
-            sys.exit(EXIT_SETUP)
-        except (ImageError, ValueError, OSError) as err:
-            failed = True
-            message = _message(err)
-            _fail(f"{image}: {message}")
-            if fmt == "jsonl":
-                lines.append(_jsonl(image, None, message))
-        except Exception as err:  # noqa: BLE001 - a bug must not lose the other inputs' results
-            failed = True
-            message = f"internal error: {type(err).__name__}: {_message(err)}"
-            _fail(f"{image}: {message}")
-            if fmt == "jsonl":
-                lines.append(_jsonl(image, None, message))
-        if fmt == "jsonl" and output is None:
-            click.echo(lines.pop(), nl=False)  # stream: an evaluator sees each line as it comes
-    if fmt == "jsonl" and output is not None:
-        from .writers import write_atomic
-
-        write_atomic(Path(output), "".join(lines).encode())
+        if fmt == "jsonl":
+            failed = _jsonl(entries, output, options, jobs)
+        elif several:
+            failed = _batch(entries, output, options, jobs, force)
+        else:
+            failed = _single(entries[0][0], output, options, play)
+    except SetupError as err:
+        _setup_error(str(err))
     sys.exit(EXIT_INPUT if failed else 0)
 
 
-def _message(err: Exception) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+def _setup_error(message: str) -> None:
+    _fail(message)
+    sys.exit(EXIT_SETUP)
 
 
-def _jsonl(image: str, score, error: str | None) -> str:
-    from .writers import record
+def _threads(jobs: int) -> int | None:
+    from .batch import threads_per_worker
 
-    return json.dumps(record(image, score, error)) + "\n"
+    return threads_per_worker(jobs) if jobs > 1 else None
 
 
-def _target(image: str, output: str | None, fmt: str, several: bool) -> Path:
-    """Where an input's result goes: -o as given, inside the -o folder, or beside the input."""
-    name = Path(image).with_suffix(SUFFIXES[fmt]).name
+def _single(name: str, output: str | None, options: ReadOptions, play: bool) -> bool:
+    """One input, written to -o, beside the input, or to standard output."""
+    from .batch import run, write_result
+
+    target = _target(name, output, options.fmt)
+    job = Job(name, None if target is None else str(target), options.preview)
+    if name == STDIO:
+        outcome = _read_stdin(job, options)
+    else:
+        (outcome,) = run([job], options)
+    for warning in outcome.warnings:
+        _warn(warning)
+    if outcome.error is not None:
+        _fail(f"{name}: {outcome.error}")
+        return True
+    try:
+        if target is None:
+            _stdout(outcome.data)
+        else:
+            write_result(outcome, make_folder=False)
+    except OSError as err:
+        from .batch import error_message
+
+        _fail(f"{name}: {error_message(err)}")
+        return True
+    if play:
+        _play(outcome, options)
+    return False
+
+
+def _read_stdin(job: Job, options: ReadOptions) -> Outcome:
+    from .batch import Reader, error_message
+    from .document import load_bytes
+    from .image import ImageError
+    from .recognize import ModelError
+
+    try:
+        data = load_bytes(STDIO)
+        return Reader(options)(job, data)
+    except ModelError as err:
+        raise SetupError(str(err)) from err
+    except ImageError as err:
+        return Outcome(job, error=error_message(err))
+
+
+def _target(name: str, output: str | None, fmt: str) -> Path | None:
+    """Where one input's result goes: -o as given (inside it, if it is a folder), beside the
+    input, or standard output (None) for -o - and for standard input."""
+    suffix = SUFFIXES_OUT[fmt]
+    if output == STDIO or (output is None and name == STDIO):
+        return None
     if output is None:
-        return Path(image).with_suffix(SUFFIXES[fmt])
-    return Path(output) / name if several else Path(output)
+        return Path(name).with_suffix(suffix)
+    if Path(output).is_dir():
+        return Path(output) / Path(name).with_suffix(suffix).name
+    return Path(output)
 
 
-def _write(score, image: str, target: Path, fmt: str, options) -> None:
-    from .writers import write_output
+def _stdout(data: bytes) -> None:
+    stream = click.get_binary_stream("stdout")
+    stream.write(data)
+    stream.flush()
 
-    write_output(score, target, fmt, options, image)
+
+def _play(outcome: Outcome, options: ReadOptions) -> None:
+    from .audio import AudioError, play, render_wav
+    from .batch import render
+
+    try:
+        wav = outcome.data if options.fmt == "wav" else render_wav(
+            render(outcome.score, ReadOptions("midi", tempo=options.tempo,
+                                              program=options.program), outcome.job.name))
+        play(wav)
+    except AudioError as err:
+        _fail(f"--play: {err}")
+        sys.exit(EXIT_INPUT)
 
 
-def _preview(image: str, score, preview: Path, several: bool) -> None:
-    from .image import load_gray
-    from .preview import save_preview
+def _batch(entries: list[tuple[str, Path]], output: str | None, options: ReadOptions,
+           jobs: int, force: bool) -> bool:
+    """Many inputs into the -o folder (or beside each), resuming, with a progress bar."""
+    from .batch import plan, run, write_result
 
-    if several:
-        preview = preview.with_name(f"{preview.stem}-{Path(image).stem}.png")
-    save_preview(preview, load_gray(image), score)
+    planned = plan(entries, output, options.fmt)
+    if options.preview:
+        stem = Path(options.preview)
+        planned = [Job(j.name, j.target, str(stem.with_name(f"{stem.stem}-{Path(j.name).stem}"
+                                                             f".png"))) for j in planned]
+    if output is not None:
+        try:
+            Path(output).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            _setup_error(f"cannot create output folder {output}: {err.strerror or err}")
+    todo = [j for j in planned if force or not Path(j.target).exists()]
+    failed: list[tuple[str, str]] = []
+    pages, clock = 0, time.perf_counter()
+    with _Progress(len(todo)) as progress:
+        for outcome in run(todo, options, jobs):
+            for warning in outcome.warnings:
+                progress.say(f"omr-run: warning: {warning}")
+            why = outcome.error
+            if why is None:
+                try:
+                    write_result(outcome)
+                except OSError as err:
+                    from .batch import error_message
+
+                    why = error_message(err)
+            if why is not None:
+                failed.append((outcome.job.name, why))
+                progress.say(f"omr-run: error: {outcome.job.name}: {why}")
+            pages += outcome.pages
+            progress.advance(pages)
+    _summary(len(todo) - len(failed), pages, len(planned) - len(todo), failed,
+             time.perf_counter() - clock)
+    return bool(failed)
+
+
+def _summary(done: int, pages: int, skipped: int, failed: list[tuple[str, str]],
+             seconds: float) -> None:
+    rate = f", {pages / seconds:.2f} pages/s" if pages and seconds > 0 else ""
+    parts = [f"{done} read ({pages} page{'s' * (pages != 1)})", f"{len(failed)} failed"]
+    if skipped:
+        parts.append(f"{skipped} skipped (output exists; --force reads them again)")
+    click.echo(f"omr-run: {', '.join(parts)} in {seconds:.1f} s{rate}", err=True)
+    for name, why in failed:
+        click.echo(f"omr-run: failed: {name}: {why}", err=True)
+
+
+def _jsonl(entries: list[tuple[str, Path]], output: str | None, options: ReadOptions,
+           jobs: int) -> bool:
+    """One JSON line per page, in input order, streamed to stdout or written to -o."""
+    from .batch import run
+    from .writers import write_atomic
+
+    planned = [Job(name, None) for name, _ in entries]
+    if planned and planned[0].name == STDIO:
+        outcomes = iter([_read_stdin(planned[0], options)])
+    else:
+        outcomes = run(planned, options, jobs)
+    places: dict[Job, deque[int]] = {}
+    for k, job in enumerate(planned):
+        places.setdefault(job, deque()).append(k)
+    done: dict[int, Outcome] = {}
+    lines: list[str] = []
+    failed, upto = False, 0
+    for outcome in outcomes:
+        # A worker returns a copy of its job; equal jobs give equal records, in any order.
+        done[places[outcome.job].popleft()] = outcome
+        while upto in done:  # print in input order as soon as the next one is there
+            o = done.pop(upto)
+            upto += 1
+            for warning in o.warnings:
+                _warn(warning)
+            if o.error is not None:
+                failed = True
+                _fail(f"{o.job.name}: {o.error}")
+            text = "".join(json.dumps(r) + "\n" for r in o.records)
+            if output in (None, STDIO):
+                click.echo(text, nl=False)
+            else:
+                lines.append(text)
+    if output not in (None, STDIO):
+        write_atomic(Path(output), "".join(lines).encode())
+    return failed
+
+
+class _Progress:
+    """A rich progress bar on a terminal's stderr (files, pages/s, ETA); nothing elsewhere,
+    so that a script reading stderr sees only omr-run's own lines."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.bar, self.clock = total, None, time.perf_counter()
+
+    def __enter__(self):
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        if console.is_terminal and self.total:
+            from rich import progress as rp
+
+            self.bar = rp.Progress(rp.TextColumn("reading"), rp.BarColumn(),
+                                   rp.MofNCompleteColumn(), rp.TextColumn("{task.fields[rate]}"),
+                                   rp.TimeElapsedColumn(), rp.TextColumn("ETA"),
+                                   rp.TimeRemainingColumn(), console=console)
+            self.bar.start()
+            self.task = self.bar.add_task("read", total=self.total, rate="")
+        return self
+
+    def say(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, highlight=False)  # above the bar
+        else:
+            click.echo(line, err=True)
+
+    def advance(self, pages: int) -> None:
+        if self.bar is not None:
+            rate = pages / max(time.perf_counter() - self.clock, 1e-9)
+            self.bar.update(self.task, advance=1, rate=f"{rate:.2f} pages/s")
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def main() -> None:

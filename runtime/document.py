@@ -1,0 +1,140 @@
+"""One input read into one Score: a page image, a PDF's pages, or standard input's bytes.
+
+A PDF's pages become one Score: the pages' staves in page order, each page's system numbers
+offset past the previous page's, so that every MIDI and MusicXML writer reads a multi-page
+score as one piece whose systems stay distinct. A page with no staff (a title page, a blank
+verso) is skipped with a warning; a PDF none of whose pages has a staff is an error.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import image as img
+from . import pdf
+
+if TYPE_CHECKING:
+    from .recognize import Recognizer, Score
+
+STDIN = "-"
+
+
+@dataclass(frozen=True)
+class Page:
+    """What one page gave: its Score, or why it was skipped, and its warnings."""
+
+    label: str  # the input's name, or "score.pdf#page=3" (the PDF open parameter)
+    score: Score | None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Document:
+    name: str
+    score: Score  # every page read, merged in page order
+    pages: tuple[Page, ...]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Each page's warnings, and a line for each page skipped."""
+        out = []
+        for page in self.pages:
+            out += [f"{page.label}: {w}" for w in page.warnings]
+            if page.error is not None:
+                out.append(f"{page.label}: skipped: {page.error}")
+        return out
+
+
+def load_bytes(name: str) -> bytes:
+    """The bytes of input `name`: a file, or standard input for "-"."""
+    if name == STDIN:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise img.ImageError("standard input is empty")
+        return data
+    path = Path(name)
+    if not path.exists():
+        raise img.ImageError(f"no such file: {path}")
+    if path.is_dir():
+        raise img.ImageError(f"is a directory, not an image: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise img.ImageError(f"cannot read {path}: {err.strerror or err}") from err
+
+
+def read_document(recognizer: Recognizer, name: str, data: bytes | None = None,
+                  single_staff: bool = False, pages: str | None = None,
+                  preview: Path | None = None) -> Document:
+    """Read input `name` (its bytes `data`, loaded when not given) into one Score.
+
+    `pages` picks a PDF's pages ("2-5"); an image ignores it. `preview` draws what was read
+    (one picture per page of a PDF, `preview-p3.png`)."""
+    clock = time.perf_counter()
+    data = load_bytes(name) if data is None else data
+    if pdf.is_pdf(data) or name.lower().endswith(".pdf"):
+        return _read_pdf(recognizer, name, data, single_staff, pages, preview)
+    gray = img.decode_gray(data)
+    page = _read_page(recognizer, name, gray, single_staff, clock, preview, strict=True)
+    return Document(name, page.score, (page,))
+
+
+def _read_pdf(recognizer: Recognizer, name: str, data: bytes, single_staff: bool,
+              pages: str | None, preview: Path | None) -> Document:
+    from .staves import StaffError
+
+    read = []
+    clock = time.perf_counter()
+    for page in pdf.render_pages(data, pages):
+        shown = preview.with_name(f"{preview.stem}-p{page.number}.png") if preview else None
+        read.append(_read_page(recognizer, f"{name}#page={page.number}", page.gray, single_staff,
+                               clock, shown, strict=False))
+        clock = time.perf_counter()
+    scores = [p.score for p in read if p.score is not None]
+    if not scores:
+        raise StaffError(f"no staff found on any of its {len(read)} page{'s' * (len(read) != 1)}")
+    return Document(name, merge(scores), tuple(read))
+
+
+def _read_page(recognizer: Recognizer, label: str, gray, single_staff: bool, clock: float,
+               preview: Path | None, strict: bool) -> Page:
+    """One page read; unless `strict`, a page that is blank or has no staff is skipped."""
+    from .staves import StaffError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            score = recognizer.read_array(gray, single_staff,
+                                          {"load": time.perf_counter() - clock})
+        except (img.ImageError, StaffError) as err:
+            if strict:
+                raise
+            return Page(label, None, str(err))
+    if preview is not None:
+        from .preview import save_preview
+
+        save_preview(preview, gray, score)
+    return Page(label, score, None, tuple(str(w.message) for w in caught))
+
+
+def merge(scores: Iterable[Score]) -> Score:
+    """Pages' scores as one: staves in page order, system numbers kept distinct."""
+    from .recognize import Score
+
+    scores = list(scores)
+    staves, offset, timings = [], 0, {}
+    for score in scores:
+        staves += [replace(s, system=s.system + offset) for s in score.staves]
+        offset += max((s.system for s in score.staves), default=-1) + 1
+        for key, value in score.timings.items():
+            timings[key] = timings.get(key, 0.0) + value
+    if len(scores) == 1:
+        return scores[0]
+    return Score(tuple(staves), scores[0].image_size, timings)
