@@ -155,9 +155,9 @@ def _target(name: str, output: str | None, fmt: str) -> Path | None:
 
 
 def _stdout(data: bytes) -> None:
-    stream = click.get_binary_stream("stdout")
-    stream.write(data)
-    stream.flush()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _play(outcome: Outcome, options: ReadOptions) -> None:

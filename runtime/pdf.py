@@ -83,6 +83,8 @@ def page_count(data: bytes) -> int:
 def _open(data: bytes):
     import pypdfium2 as pdfium
 
+    if not data:
+        raise PdfError("file is empty")
     if not is_pdf(data):
         raise PdfError("not a PDF (no %PDF- header)")
     # PDFium rebuilds a damaged cross-reference table and would read what is left of a cut-off
