@@ -361,11 +361,11 @@ def voices(events: Sequence[Event]) -> dict[int, int]:
 
 
 def chords(group: Group) -> list[list[Member]]:
-    """A group's chords, as voices() sees them: notes by duration, highest chord first, then
-    each rest alone."""
-    by_length: dict[float, list[Member]] = {}
+    """A group's chords, as voices() sees them: notes by duration (and fermata: a fermata sits
+    on a whole chord), highest chord first, then each rest alone."""
+    by_length: dict[tuple[float, bool], list[Member]] = {}
     for m in group.notes:
-        by_length.setdefault(m.duration, []).append(m)
+        by_length.setdefault((m.duration, m.symbol.fermata), []).append(m)
     chords = sorted(by_length.values(), key=lambda c: (-max(m.symbol.pitch for m in c),
                                                         c[0].duration))
     return chords + [[m] for m in group.members if isinstance(m.symbol, Rest)]
@@ -508,8 +508,8 @@ def _is_member(symbol: object) -> bool:
 
 
 def _clean_joins(tokens: list[str]) -> list[str]:
-    """Drop a `|` that does not stand between two members of one kind, and a member that
-    repeats a token of its group (with its ties and the `|` before it)."""
+    """Drop a `|` that does not stand between two members of one kind, and a note that
+    repeats a note of its group (with its ties and the `|` before it); two voices' rests stay."""
     out: list[str] = []
     group: set[str] = set()  # the tokens of the group being read
     skipping = False  # the ties of a dropped member go with it
@@ -530,7 +530,7 @@ def _clean_joins(tokens: list[str]) -> list[str]:
         if _is_member(symbol):
             if not (out and out[-1] == JOIN):
                 group = set()
-            elif token in group:
+            elif token in group and isinstance(symbol, Note):
                 out.pop()
                 skipping = True
                 continue
@@ -658,14 +658,19 @@ def _rest_within(gap: float) -> str | None:
 
 
 def _group_tokens(members: list[Placed]) -> list[str]:
-    """One group, canonical order, each token once (a unison of two voices is one note)."""
+    """One group in canonical order, each note once (a unison of two voices is one note; two
+    voices' rests are two rests)."""
     ties: dict[str, bool] = {}
+    rests: list[str] = []
     for p in members:
-        ties[p.token] = ties.get(p.token, False) or p.tie
-    ordered = sorted(ties, key=lambda t: member_order(parse_token(t)))
+        if isinstance(parse_token(p.token), Note):
+            ties[p.token] = ties.get(p.token, False) or p.tie
+        else:
+            rests.append(p.token)
+    ordered = sorted(list(ties) + rests, key=lambda t: member_order(parse_token(t)))
     out: list[str] = []
     for k, token in enumerate(ordered):
-        out += ([JOIN] if k else []) + [token] + (["tie"] if ties[token] else [])
+        out += ([JOIN] if k else []) + [token] + (["tie"] if ties.get(token) else [])
     return out
 
 
