@@ -68,6 +68,9 @@ def test_repair_drops_stray_joins_and_puts_chords_in_reading_order():
               "|", "barline", "|", "note-C4_quarter", "|", "note-C4_quarter", "|"]
     assert repair(tokens) == ["clef-G2", "note-C4_quarter", "tie", "|", "note-G4_quarter",
                               "barline", "note-C4_quarter"]
+    # Two voices resting together are two rests; a note twice in one chord is one note.
+    doubled = ["rest-quarter", "|", "rest-quarter", "|", "note-C4_quarter", "|", "note-C4_quarter"]
+    assert repair(doubled) == ["note-C4_quarter", "|", "rest-quarter", "|", "rest-quarter"]
     # A grace and a note cannot share a group: the grace stays, before its note.
     assert repair(["gracenote-D5_eighth", "|", "note-C5_quarter"]) == [
         "gracenote-D5_eighth", "note-C5_quarter"]

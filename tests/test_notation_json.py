@@ -1,5 +1,5 @@
-"""The JSON writer: each staff's tokens and system; notes with onset, pitch, duration, staff,
-part and voice."""
+"""The writers on a Score: JSON (each staff's tokens and system; notes with onset, pitch,
+duration, staff, part and voice), and a piano page's MIDI and MusicXML."""
 
 from __future__ import annotations
 
@@ -38,3 +38,15 @@ def test_a_page_of_single_staves_plays_as_one_sequence():
                   Staff((0, 2, 1, 3), ("clef-G2", "note-C5_quarter", "barline"), 0.9, system=1)))
     assert [(n.pitch, n.onset, n.duration) for n in page.notes][-1] == (72, 2.0, 2.0)
     assert page.notes == notes_from_tokens(page.tokens)  # as before: one sequence
+
+
+def test_a_piano_page_is_two_midi_tracks_and_one_musicxml_part_with_two_staves():
+    import io
+
+    import mido
+
+    midi = mido.MidiFile(file=io.BytesIO(render(_page(), "midi")))
+    assert midi.type == 1 and len(midi.tracks) == 2
+    xml = render(_page(), "musicxml").decode()
+    assert xml.count("<part id=") == 1 and "<staves>2</staves>" in xml
+    assert xml.count('<print new-system="yes"/>') == 1
