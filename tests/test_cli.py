@@ -247,3 +247,33 @@ def test_midi_notes_match_the_score(tmp_path, page_png, recognizer):
         (tmp_path / "a.mid").read_bytes())]
     assert len(got) <= len(expected) and set(got) <= set(expected)
     assert io  # keep import for readers of midi bytes
+
+
+def test_dash_reads_the_image_from_standard_input_and_writes_standard_output(
+        tmp_path, page_png, tiny_model, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["-", "--model", str(tiny_model)],
+                                input=page_png.read_bytes())
+    assert result.exit_code == 0, result.stderr
+    midi = mido.MidiFile(file=io.BytesIO(result.stdout_bytes))
+    assert midi.tracks and list(tmp_path.iterdir()) == []
+
+
+def test_output_dash_writes_standard_output_not_a_file_named_dash(tmp_path, page_png, tiny_model,
+                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(str(page_png), "--model", str(tiny_model), "--format", "musicxml", "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith("<?xml") and "</score-partwise>" in result.stdout
+    assert not (tmp_path / "-").exists()
+
+
+def test_empty_standard_input_is_one_line(tiny_model):
+    result = CliRunner().invoke(cli, ["-", "--model", str(tiny_model)], input=b"")
+    assert_one_line_error(result, "standard input is empty")
+
+
+def test_output_dash_with_several_inputs_is_refused(page_png, tiny_model):
+    result = run(str(page_png), str(page_png), "--model", str(tiny_model), "-o", "-")
+    assert_one_line_error(result, "-o -")
+    assert result.exit_code == 2
