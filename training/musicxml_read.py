@@ -81,22 +81,41 @@ def _staff_label(measures: list, a: int, b: int, dropped: list[str]) -> list[str
         head.remove("keySignature-CM")  # PrIMuS writes no key signature for C major
     placed = [Placed(0.0, t) for t in head]
     start = measures[a].offset
+    inside = False  # in the measures of a multirest, after its first
     for i in range(a, b):
         m = measures[i]
         at = m.offset - start
+        last_of_rest = True
         for el in m.recurse():
             offset = at + float(el.getOffsetInHierarchy(m))
             if isinstance(el, (music21.clef.Clef, music21.key.KeySignature,
                                music21.meter.TimeSignature)):
                 if not (i == a and offset == 0) and (token := _mark(el)) is not None:
                     placed.append(Placed(offset, token))
+            elif (rest := _multirest(el)) is not None:
+                spanned = rest.getSpannedElements()
+                inside, last_of_rest = el is not spanned[0], el is spanned[-1]
+                if not inside:
+                    span = [r.getContextByClass(music21.stream.Measure) for r in spanned]
+                    length = sum(float(x.duration.quarterLength) for x in span if x is not None)
+                    placed.append(Placed(offset, f"multirest-{len(spanned)}", length=length))
             elif isinstance(el, (music21.note.GeneralNote)):
                 placed += _sounding(el, offset, dropped, m.number)
         end = (measures[i + 1].offset if i + 1 < len(measures) else
                m.offset + m.duration.quarterLength) - start
-        if _right_bar(m) != "none":
+        if _right_bar(m) != "none" and last_of_rest:
             placed.append(Placed(end, "barline"))
     return write(placed)
+
+
+def _multirest(el):
+    """The multirest (music21's MultiMeasureRest) that a measure rest belongs to, if any."""
+    import music21
+
+    if not isinstance(el, music21.note.Rest):
+        return None
+    return next((s for s in el.getSpannerSites() if isinstance(s, music21.spanner.MultiMeasureRest)),
+                None)
 
 
 def _mark_kind(el) -> str:
@@ -256,14 +275,14 @@ def music21_notes(xml: str) -> list[tuple[float, int, float, int]]:
 
 def label_systems(paths: Iterable[Path]) -> list[list[list[str]]]:
     """Systems from label files: the engine's `NAME-0.semantic`, `NAME-1.semantic`, ... beside
-    each other are one system, top to bottom; any other file is one system of one staff per
+    its NAME.json are one system, top to bottom; any other file is one system of one staff per
     line (tokens separated by white space)."""
     files = sorted({f for p in paths for f in (sorted(p.rglob("*.semantic")) if p.is_dir() else [p])})
     grouped: dict[tuple[Path, str], list[tuple[int, list[str]]]] = {}
     out = []
     for f in files:
         stem, _, index = f.stem.rpartition("-")
-        if stem and index.isdigit():
+        if stem and index.isdigit() and (f.parent / f"{stem}.json").exists():
             grouped.setdefault((f.parent, stem), []).append((int(index), f.read_text().split()))
         else:
             out.append([line.split() for line in f.read_text().splitlines() if line.strip()])
