@@ -21,6 +21,7 @@ from .geometry import STAFF_FRACTION, StaffBox, crop_window, flattening_size
 from .image import flatten_illumination
 
 WORK_SIZE = 2000  # detection runs with the page's long side at most this many pixels
+MARGIN = 0.02  # paper added round the page before detection, as a share of its long side
 
 
 class StaffError(ValueError):
@@ -83,9 +84,24 @@ class _Work:
 
 def detect_staves(gray: np.ndarray) -> list[DetectedStaff]:
     """Every five-line staff on the page, in reading order (top to bottom)."""
+    return _detect(gray, 0) or _detect(gray, max(8, round(MARGIN * max(gray.shape))))
+
+
+def _detect(gray: np.ndarray, margin: int) -> list[DetectedStaff]:
+    """The staves found with `margin` pixels of paper added round the page. A tight crop cut
+    at its top or bottom line shows that line only with paper beyond it; on a whole page the
+    margin's edge against grey paper or a desk would be ink to the threshold, so it is tried
+    only where nothing is found without it."""
+    if margin:
+        gray = cv2.copyMakeBorder(gray, margin, margin, margin, margin, cv2.BORDER_CONSTANT,
+                                  value=_paper_level(gray))
     work = _working_frame(gray)
     if work is None:
         return []
+    if margin:
+        to_page = work.to_page.copy()
+        to_page[:, 2] -= margin
+        work = replace(work, to_page=to_page)
     # Strips four spaces wide, summed in columns half a space wide (their profiles are then
     # taken along a few slopes by shifting those columns, not by warping the strip).
     group = max(2, round(work.space / 2))
@@ -663,6 +679,9 @@ ROW_STEP = 0.1  # the straightened strip's rows, in staff spaces
 SHIFT = 6  # rows the lines may drift from their prediction within one stretch of the walk
 STRETCH = 4.0  # staff spaces walked on one prediction before it is made again
 PAD = SHIFT + 6  # strip rows above the top line: the drift, and half a space of paper beyond
+_LINE_ROWS = (np.arange(5) / ROW_STEP + PAD).round().astype(int)
+_BETWEEN_ROWS = ((np.arange(4) + 0.5) / ROW_STEP + PAD).round().astype(int)
+_DRIFTS = range(-SHIFT, SHIFT + 1)
 
 
 def _extent(work: _Work, xs: np.ndarray, tops: np.ndarray,
@@ -715,17 +734,28 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
                 (t[None, :] + (b - t)[None, :] * u[:, None] / 4.0).astype(np.float32))
         # Short breaks in a line (a faint line in a blurred photo breaks up in the threshold)
         # are closed before the lines are counted; paper beyond the staff's end stays paper.
-        strip = cv2.morphologyEx(cv2.remap(work.binary, *grid, cv2.INTER_LINEAR),
-                                 cv2.MORPH_CLOSE, closing)
+        raw = cv2.remap(work.binary, *grid, cv2.INTER_LINEAR)
+        strip = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, closing)
         hits = _line_hits(strip / 255.0, blocks)
+        gray = None
         if hits.max(axis=0).min() < 4:  # some block lacks a line: look for faint ones too
-            faint = _faint_lines(cv2.remap(work.gray, *grid, cv2.INTER_LINEAR), space,
-                                 work.depth)
+            gray = cv2.remap(work.gray, *grid, cv2.INTER_LINEAR)
+            faint = _faint_lines(gray, space, work.depth)
             hits = _line_hits(np.maximum(strip / 255.0, faint), blocks)
+        inked = dark = None
         drift, found = 0, len(points)
         for k in range(blocks):
             lo, hi = max(0, drift - 1 + SHIFT), min(2 * SHIFT, drift + 1 + SHIFT)
             best = lo + int(np.argmax(hits[lo:hi + 1, k]))
+            if hits[best, k] >= 4:
+                inked = _inked_lines(raw, blocks) if inked is None else inked
+                if not inked[best, k]:
+                    if dark is None:
+                        if gray is None:
+                            gray = cv2.remap(work.gray, *grid, cv2.INTER_LINEAR)
+                        dark = _dark_lines(gray, blocks, work.depth)
+                    if not dark[best, k]:
+                        hits[best, k] = 0
             if hits[best, k] < 4:
                 gap += 1
                 if gap > bridge:
@@ -777,17 +807,38 @@ def _faint_lines(gray: np.ndarray, space: float, depth: float) -> np.ndarray:
     return out
 
 
+def _inked_lines(raw: np.ndarray, n: int) -> np.ndarray:
+    """[drift, block]: whether 4 lines are ink before closing, or ink covers the staff's
+    height (under a sign). Lines that only closing and faint ridges made are checked against
+    the grey page (_dark_lines): a walk out over grainy paper to a dark desk would read a bass
+    clef as a treble one."""
+    ink = cv2.resize(raw.astype(np.float32) / 255.0, (n, raw.shape[0]), interpolation=cv2.INTER_AREA)
+    thick = cv2.dilate(ink, np.ones((3, 1), np.uint8))
+    rows = _LINE_ROWS
+    inked = np.stack([(thick[rows + d] > 0.5).sum(axis=0) for d in _DRIFTS]) >= 4
+    covered = np.stack([ink[rows[0] + d:rows[-1] + d + 1].mean(axis=0) for d in _DRIFTS]) > 0.45
+    return inked | covered
+
+
+def _dark_lines(gray: np.ndarray, n: int, depth: float) -> np.ndarray:
+    """[drift, block]: whether the 5 line rows are darker than the paper between them."""
+    shade = cv2.resize(gray.astype(np.float32), (n, gray.shape[0]), interpolation=cv2.INTER_AREA)
+    darkest = cv2.erode(shade, np.ones((3, 1), np.uint8))  # a line may sit a row off
+    rows, between = _LINE_ROWS, _BETWEEN_ROWS
+    return np.stack([shade[between + d].mean(axis=0) - darkest[rows + d].mean(axis=0)
+                     for d in _DRIFTS]) > 0.5 * depth
+
+
 def _line_hits(presence: np.ndarray, n: int) -> np.ndarray:
     """[drift, block]: how many of the 5 lines are present in each block, at each drift (rows
     off the prediction), from the strip's per-row line presence (0..1)."""
     profile = cv2.resize(presence.astype(np.float32), (n, presence.shape[0]),
                          interpolation=cv2.INTER_AREA)
     thick = cv2.dilate(profile, np.ones((3, 1), np.uint8))  # a line is thicker than a row
-    line_rows = (np.arange(5) / ROW_STEP + PAD).round().astype(int)
-    on = np.stack([thick[line_rows + d] for d in range(-SHIFT, SHIFT + 1)])
+    on = np.stack([thick[_LINE_ROWS + d] for d in _DRIFTS])
     # The count of lines, plus a fraction for how squarely the comb sits on them: of two
     # drifts that both find every line, the centred one wins.
-    centred = np.stack([profile[line_rows + d] for d in range(-SHIFT, SHIFT + 1)])
+    centred = np.stack([profile[_LINE_ROWS + d] for d in _DRIFTS])
     return (on > 0.5).sum(axis=1) + 0.1 * centred.mean(axis=1)
 
 
