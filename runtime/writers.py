@@ -6,6 +6,7 @@ rename, so a failure never leaves a partial file or clobbers an earlier good one
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -138,6 +139,7 @@ def page_musicxml(systems: Sequence[Sequence[Sequence[str]]]) -> str:
 
 def _part(arranged: Arrangement, staves: list[int]) -> str:
     """The measures of one part, holding arrangement parts `staves` as its staves 1, 2, ..."""
+    read = {j: _Read(arranged, j) for j in staves}
     out = []
     number = 0
     for s, measures in enumerate(arranged.measures):
@@ -156,7 +158,7 @@ def _part(arranged: Arrangement, staves: list[int]) -> str:
                     if len(staves) == 1:
                         items.append(_measure_rest(measure.length, 0))
                     continue
-                staff = _StaffMeasure(arranged, plan, k, n if len(staves) > 1 else 0)
+                staff = _StaffMeasure(read[j], plan, k, n if len(staves) > 1 else 0)
                 head += staff.attributes()
                 items += staff.body()
                 filled = max(filled, staff.filled)
@@ -178,25 +180,38 @@ def _part(arranged: Arrangement, staves: list[int]) -> str:
     return "".join(out)
 
 
+class _Read:
+    """What every measure of one arrangement part needs: each staff's events, the voices, and
+    the notes a tie ends on."""
+
+    def __init__(self, arranged: Arrangement, part: int) -> None:
+        placed = arranged.layouts[part]
+        plans = [p for p in arranged.plans if p.part == part]
+        firsts = [p.first_token for p in plans]
+        self.events: dict[int, list[semantic.Event]] = {p.staff: [] for p in plans}
+        for e in placed.events:
+            k = bisect.bisect_right(firsts, e.token) - 1
+            if k >= 0:
+                self.events[plans[k].staff].append(e)
+        self.voice = semantic.voices(placed.events)
+        self.stops = {m.tied_to for e in placed.events if isinstance(e.item, semantic.Group)
+                      for m in e.item.members if m.tied_to >= 0}
+
+
 class _StaffMeasure:
     """Measure k of one staff: its attributes, then each voice in turn."""
 
-    def __init__(self, arranged: Arrangement, plan: StaffPlan, k: int, staff: int) -> None:
-        placed = arranged.layouts[plan.part]
+    def __init__(self, read: _Read, plan: StaffPlan, k: int, staff: int) -> None:
         self.staff = staff  # <staff> number, 0 in a one-staff part
         last = k + 1 >= len(plan.bounds) - 1
         self.start = plan.bounds[k] if k < len(plan.bounds) else plan.bounds[-1]
         end = math.inf if last else plan.bounds[k + 1]
-        mine = [e for e in placed.events if e.token >= plan.first_token and _in_staff(
-            arranged, plan, e.token)]
-        self.events = [e for e in mine if (k == 0 or e.onset >= self.start) and e.onset < end]
-        if k >= len(plan.bounds) - 1:
-            self.events = []
+        mine = read.events[plan.staff]
+        self.events = [] if k >= len(plan.bounds) - 1 else [
+            e for e in mine if (k == 0 or e.onset >= self.start) and e.onset < end]
         self.length = (plan.bounds[k + 1] - self.start) if not last else max(
             [0.0] + [e.onset - self.start + _extent(e) for e in self.events])
-        self.voice = semantic.voices(placed.events)
-        self.stops = {m.tied_to for e in placed.events if isinstance(e.item, semantic.Group)
-                      for m in e.item.members if m.tied_to >= 0}
+        self.voice, self.stops = read.voice, read.stops
         self.measure_rests = [e for e in mine if isinstance(e.item, semantic.MultiRest)
                               and e.onset <= self.start < e.onset + _extent(e, plan)]
 
@@ -284,12 +299,6 @@ def _ends_with_barline(arranged: Arrangement, system: int, part: int) -> bool:
     later = [p.first_token for p in arranged.plans if p.part == part and p.first_token > plan.first_token]
     tokens = arranged.sequences[part][plan.first_token:min(later, default=None)]
     return not tokens or tokens[-1] == "barline"
-
-
-def _in_staff(arranged: Arrangement, plan: StaffPlan, token: int) -> bool:
-    later = [p.first_token for p in arranged.plans if p.part == plan.part
-             and p.first_token > plan.first_token]
-    return token >= plan.first_token and (not later or token < min(later))
 
 
 def _extent(e: semantic.Event, plan: StaffPlan | None = None) -> float:
