@@ -300,7 +300,10 @@ def main() -> None:
 @click.option("--per-system", default=0, help="Measures per system when the score has no breaks.")
 def read_command(score: Path, per_system: int) -> None:
     """Print SCORE's staff labels: a blank line between systems."""
-    result = read_musicxml(score, per_system)
+    try:
+        result = read_musicxml(score, per_system)
+    except Exception as err:  # music21 raises its own exception types on a bad file
+        raise click.ClickException(f"cannot read {score} as MusicXML: {str(err)[:200]}") from err
     for system in result.systems:
         for staff in system:
             click.echo(" ".join(staff))
@@ -314,7 +317,12 @@ def read_command(score: Path, per_system: int) -> None:
 @click.option("--limit", default=0, help="Only the first N systems.")
 def check_command(paths: tuple[Path, ...], limit: int) -> None:
     """Round-trip the labels under PATHS (folders or label files); exit 1 if anything is lost."""
-    systems = label_systems(paths)
+    try:
+        systems = label_systems(paths)
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.ClickException(f"cannot read the labels: {err}") from None
+    if not systems:
+        raise click.ClickException("no labels (*.semantic) found")
     result = check(systems[:limit] if limit else systems)
     click.echo(str(result))
     for line in result.examples:
