@@ -7,7 +7,9 @@ polyphonic engine's labels against Verovio's own MIDI.
 
 Runs the real command into a temporary folder and times it end to end (worker start-up,
 corpus cache load, engraving, PNG writing, manifest), so the figure is what a user gets.
-Run it on an otherwise idle machine: other jobs on the two cores show up in the figure.
+Run it on an otherwise idle machine: other jobs on the two cores show up in the figure. The
+CPU time the command and its workers used is printed too: on a shared machine, workers divided
+by CPU seconds a staff is what the same cores would give idle.
 
 `--check N` draws N systems of every source and texture (chorale, quartet, piano and each
 piano texture), has Verovio render each one's MEI to MIDI, and compares it note by note,
@@ -17,7 +19,9 @@ staff by staff, with the notes the engine meant; and the labels as the runtime's
 
 from __future__ import annotations
 
+import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -80,13 +84,19 @@ def main(count: int, workers: int, cache: str, poly: bool, check_count: int, see
         cmd = [sys.executable, "-m", "omr_train.synth.cli", "--out", tmp, "--count", str(count),
                "--workers", str(workers), "--seed", str(seed), "--cache", cache]
         start = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run(cmd + (["--poly"] if poly else []), check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         written = len(list(Path(tmp).glob("*/*.semantic")))
         systems = len(list(Path(tmp).glob("*/*.system.png")))
     print(f"machine: {platform.processor() or platform.machine()}, {workers} workers")
     extra = f" ({systems} systems)" if poly else ""
     print(f"{written} staves{extra} in {seconds:.1f} s: {written / seconds:.1f} staves/s")
+    print(f"CPU: {cpu:.1f} s, {1000 * cpu / written:.0f} ms a staff: "
+          f"{workers * written / cpu:.1f} staves/s on {workers} idle cores")
+    print(f"load average: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
