@@ -84,8 +84,11 @@ def _json(score: Score, options: MidiOptions, image: str) -> bytes:
     body = record(image, score)
     # Onset and duration in quarter notes from the page's start; staff indexes "staves";
     # part j is staff j of every system (a MIDI track); voice is the voice on its staff.
-    body["notes"] = [{"pitch": n.pitch, "onset": n.onset, "duration": n.duration, "staff": n.staff,
-                      "part": n.part, "voice": n.voice} for n in score.arrangement.notes]
+    # Score.systems lists the staves system by system: back to their places in "staves".
+    place = [i for _, i in sorted((s.system, i) for i, s in enumerate(score.staves))]
+    body["notes"] = [{"pitch": n.pitch, "onset": n.onset, "duration": n.duration,
+                      "staff": place[n.staff], "part": n.part, "voice": n.voice}
+                     for n in score.arrangement.notes]
     return (json.dumps(body, indent=1) + "\n").encode()
 
 
