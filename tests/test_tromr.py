@@ -188,3 +188,15 @@ def test_torchrun_trains_tromr_with_two_cpu_processes(data, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert checkpoint.load(run / "last.pt")["step"] == 2
+
+
+def test_a_mix_reads_every_folder_and_validates_on_each(data, tmp_path):
+    from omr_train.train import _read_data, _val_mix
+
+    copy = tmp_path / "other"
+    shutil.copytree(data, copy)
+    mix = _read_data(f"{data},{copy}", {}, split="val")
+    assert len(mix) == 2 * len(read_folder(data, split="val")) > 0
+    sets = [read_folder(data)[:3], read_folder(copy)[:1]]
+    picked = _val_mix(sets, 3)
+    assert picked[:2] == [sets[0][0], sets[1][0]] and picked[2] == sets[0][1]

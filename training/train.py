@@ -317,9 +317,9 @@ def train(opt: TrainOptions) -> Path:
 
     kind = TASKS[opt.model]
     seen: dict = {}  # one listing of the folders, kept for --grow's refreshes
-    every = _read_data(opt.data, seen)
-    train_set = [s for s in every if s.split == "train"]
-    val_set = _val_mix([s for s in every if s.split == "val"], opt.eval_samples)
+    sets = [read_folder(Path(root), seen=seen) for root in _roots(opt.data)]
+    train_set = [s for staves in sets for s in staves if s.split == "train"]
+    val_set = _val_mix([[s for s in staves if s.split == "val"] for staves in sets], opt.eval_samples)
     if not train_set:
         raise click.ClickException(f"no training samples (split 'train') under {opt.data}")
     ckpt = checkpoint.load(last, formats=(kind.format,)) if opt.resume and last.exists() else None
@@ -462,27 +462,23 @@ def _known(samples: list[Sample], vocab, kind: CTC | None = None, cfg=None) -> l
     return [s for s in samples if all(t in vocab for t in s.tokens) and kind.fits(cfg, s.tokens)]
 
 
+def _roots(data: str) -> list[str]:
+    """One folder, or several joined by commas (a mix of sets)."""
+    return [root for root in data.split(",") if root]
+
+
 def _read_data(data: str, seen: dict, split: str | None = None) -> list[Sample]:
-    """The staves of one folder, or of several joined by commas (a mix of sets)."""
-    return [s for root in data.split(",") if root
-            for s in read_folder(Path(root), split=split, seen=seen)]
+    return [s for root in _roots(data) for s in read_folder(Path(root), split=split, seen=seen)]
 
 
-def _val_mix(samples: list[Sample], n: int) -> list[Sample]:
-    """`n` validation staves taken in turn from each set of a mix, so that each is scored."""
-    by_root: dict[Path, list[Sample]] = {}
-    for s in samples:
-        by_root.setdefault(_set_root(s), []).append(s)
-    mixed = [s for group in zip(*by_root.values()) for s in group] if len(by_root) > 1 else samples
-    if len(by_root) > 1:  # then the rest of the larger sets, in order
-        taken = {id(s) for s in mixed}
-        mixed += [s for s in samples if id(s) not in taken]
+def _val_mix(sets: list[list[Sample]], n: int) -> list[Sample]:
+    """`n` validation staves taken in turn from each set of a mix, so that each is scored;
+    one set: its first `n`, as before mixes."""
+    mixed = [s for group in zip(*sets) for s in group]
+    longest = max((len(v) for v in sets), default=0)
+    mixed += [v[k] for k in range(min(len(v) for v in sets) if sets else 0, longest)
+              for v in sets if k < len(v)]
     return mixed[:n]
-
-
-def _set_root(s: Sample) -> Path:
-    # PrIMuS layout: ROOT/ID/ID.png; a flat folder: ROOT/ID.png.
-    return s.image.parent.parent if s.image.parent.name == s.id else s.image.parent
 
 
 def _start_from(model: torch.nn.Module, init: dict, rank: int) -> None:
