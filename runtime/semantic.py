@@ -546,8 +546,8 @@ def canonical(tokens: Sequence[str]) -> list[str]:
     member with its `tie`. A group that holds anything else between its members is left as it
     is."""
     out = list(tokens)
-    groups = [e.item.members for e in layout(tokens).events if isinstance(e.item, Group)]
-    groups += [g for e in layout(tokens).events if isinstance(e.item, Group) for g in e.item.graces]
+    placed = [e.item for e in layout(tokens).events if isinstance(e.item, Group)]
+    groups = [g.members for g in placed] + [run for g in placed for run in g.graces]
     for members in groups:
         if len(members) < 2:
             continue
