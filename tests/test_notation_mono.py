@@ -81,7 +81,8 @@ def old_repair(tokens: Sequence[str], open_end: bool = False) -> list[str]:
     sit between them) of the same pitch. With `open_end`, a tie at the very end is kept: the
     next staff of the page may continue it.
     """
-    kept = [(t, s) for t in tokens if (s := parse_token(t)) is not None]
+    # `|` was not in the grammar then: an unknown token.
+    kept = [(t, s) for t in tokens if (s := parse_token(t)) is not None and t != "|"]
     out: list[str] = []
     for i, (token, symbol) in enumerate(kept):
         if isinstance(symbol, Tie):
