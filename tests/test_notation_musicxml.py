@@ -9,6 +9,7 @@ import pytest
 music21 = pytest.importorskip("music21")
 
 from hypothesis import given, settings
+from omr.parts import arrange
 from omr.writers import page_musicxml
 from omr_train.musicxml_read import check, label_systems, music21_notes, read_musicxml
 from test_musicxml import LEFT, RIGHT, systems
@@ -34,6 +35,31 @@ def test_real_monophonic_labels_round_trip_through_musicxml_and_midi():
     # every other one is enough here).
     staves = label_systems([EVAL / "camera-primus", EVAL / "cc-staves"])[::2]
     assert str(check(staves)).endswith("differ on 0, MIDI notes on 0, music21's notes on 0")
+
+
+def _verovio_notes(xml: str) -> set[tuple[float, int]]:
+    """(onset, pitch) of the notes in Verovio's MIDI of a MusicXML file: a second reader. A set:
+    Verovio plays both staves on one channel, so a unison of the two hands sounds once."""
+    import base64
+
+    verovio = pytest.importorskip("verovio")
+    from omr.midi import notes_from_midi
+
+    tk = verovio.toolkit()
+    assert tk.loadData(xml)
+    return {(n.onset, n.pitch) for n in notes_from_midi(base64.b64decode(tk.renderToMIDI()))}
+
+
+@pytest.mark.parametrize("page", [[[RIGHT, LEFT], [RIGHT, LEFT]], [[RIGHT], [RIGHT]]])
+def test_verovio_reads_our_musicxml_as_the_same_notes(page):
+    assert _verovio_notes(page_musicxml(page)) == {(n.onset, n.pitch) for n in arrange(page).notes}
+
+
+@pytest.mark.skipif(not BACH.exists(), reason="../shared/eval is absent")
+def test_verovio_reads_the_bach_invention_we_write():
+    systems = read_musicxml(BACH).systems
+    assert _verovio_notes(page_musicxml(systems)) == {(n.onset, n.pitch)
+                                                      for n in arrange(systems).notes}
 
 
 def test_a_multirest_comes_back_as_one():
