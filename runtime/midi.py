@@ -91,6 +91,14 @@ def _track(notes: Sequence[PageNote], metas: Sequence[MetaEvent], options: MidiO
     return track
 
 
+def sounded(systems: Sequence[Sequence[Sequence[str]]]) -> list[tuple[int, int, int, int]]:
+    """(part, pitch, on tick, off tick) of every note the page's MIDI file plays: the page's
+    notes, a unison within a part sounded once (see _untangle)."""
+    arranged = arrange(systems)
+    return sorted((j, *note) for j in range(arranged.parts)
+                  for note in _untangle([n for n in arranged.notes if n.part == j]))
+
+
 def _untangle(notes: Sequence[PageNote]) -> list[tuple[int, int, int]]:
     """(pitch, on tick, off tick) with no pitch sounding twice at once on one channel: two voices
     in unison sound as the longer note, and a note struck again cuts the one still sounding."""

@@ -184,56 +184,52 @@ class RoundTrip:
     systems: int
     tokens_lost: int  # systems whose labels do not come back from MusicXML as they were
     # (in the canonical order: omr.semantic.canonical)
-    midi_lost: int  # systems whose MIDI notes differ from the labels' notes
+    midi_lost: int  # systems whose MIDI file plays other notes than the labels' (a unison of
+    # two voices of a part sounds once, as omr.midi.sounded says)
     music21_lost: int  # systems whose MusicXML music21 reads as other notes
+    unisons: int = 0  # systems where two voices of a part play one pitch at once (MIDI: once)
     examples: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return (f"{self.systems} systems: tokens -> MusicXML -> tokens differ on {self.tokens_lost}, "
-                f"MIDI notes on {self.midi_lost}, music21's notes on {self.music21_lost}")
+                f"MIDI notes on {self.midi_lost}, music21's notes on {self.music21_lost} "
+                f"({self.unisons} with a unison sounded once)")
 
 
 def check(systems: Iterable[Sequence[Sequence[str]]], examples: int = 3) -> RoundTrip:
     """The round trip of every system (its staff labels, top to bottom)."""
-    from omr.midi import notes_from_midi, page_midi_bytes
+    from omr.midi import TICKS_PER_QUARTER, notes_from_midi, page_midi_bytes, sounded
     from omr.parts import arrange
     from omr.semantic import canonical, repair
     from omr.writers import page_musicxml
 
-    count = tokens_lost = midi_lost = m21_lost = 0
+    count = tokens_lost = midi_lost = m21_lost = unisons = 0
     shown: list[str] = []
     for system in systems:
         system = [list(s) for s in system]
         count += 1
         xml = page_musicxml([system])
         back = read_musicxml(xml)
-        expected = arrange([system]).notes
+        tick = TICKS_PER_QUARTER
+        written = sorted((n.part, n.pitch, round(n.onset * tick),
+                          max(round((n.onset + n.duration) * tick), round(n.onset * tick) + 1))
+                         for n in arrange([system]).notes)
         if [list(s) for sys_ in back.systems for s in sys_] != [canonical(s) for s in system]:
             tokens_lost += 1
             if len(shown) < examples:
                 shown.append(_first_difference(system, back))
-        ours = sorted((round(n.onset * 480), n.pitch, round(n.duration * 480)) for n in expected)
-        midi = sorted((round(n.onset * 480), n.pitch, round(n.duration * 480))
+        played = sounded([system])
+        unisons += played != written
+        midi = sorted((n.pitch, round(n.onset * tick), round(n.duration * tick))
                       for n in notes_from_midi(page_midi_bytes([system])))
-        if _unisons(expected) or midi != [(o, p, max(d, 1)) for o, p, d in ours]:
-            midi_lost += not _unisons(expected)
+        midi_lost += midi != sorted((p, on, off - on) for _, p, on, off in played)
         # music21 gives a grace no time; without them, every note keeps its written length.
         plain = [[repair([t for t in s if not t.startswith("gracenote-")], open_end=True)
                   for s in system]]
         if music21_notes(xml) != sorted((n.onset, n.pitch, n.duration, n.part)
                                         for n in arrange(plain).notes):
             m21_lost += 1
-    return RoundTrip(count, tokens_lost, midi_lost, m21_lost, tuple(shown))
-
-
-def _unisons(notes) -> bool:
-    """Two notes of one pitch sounding at once in a part: MIDI plays them as one, rightly."""
-    seen: dict[tuple[int, int], float] = {}
-    for n in sorted(notes, key=lambda n: n.onset):
-        if seen.get((n.part, n.pitch), -1.0) > n.onset:
-            return True
-        seen[(n.part, n.pitch)] = n.onset + n.duration
-    return False
+    return RoundTrip(count, tokens_lost, midi_lost, m21_lost, unisons, tuple(shown))
 
 
 def _first_difference(system: list[list[str]], back: ReadScore) -> str:
