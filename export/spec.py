@@ -14,9 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omr.autoregressive import (
+    ENCODER_INPUTS,
+    LOGITS,
+    MASK,
+    TOKENS,
+    Seq2SeqInfo,
+    cross_names,
+    past_names,
+    present_names,
+)
 from omr.geometry import SIDE_MARGIN_SPACES, STAFF_FRACTION
-from omr.vocab import Vocabulary
+from omr.vocab import FactorVocabulary, Vocabulary
 from omr_train.checkpoint import FORMAT as CRNN_FORMAT
+from omr_train.checkpoint import TROMR_FORMAT
 
 INPUT = "image"
 OUTPUT = "log_probs"
@@ -33,6 +44,18 @@ def preprocessing(staff_fraction: float) -> str:
 
 class ExportError(RuntimeError):
     """A checkpoint that cannot be exported; the message is one line, shown without traceback."""
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One graph of an artifact: the CRNN is one, TrOMR an encoder and a decoder (optimum's
+    encoder / decoder-with-past, the past of length 0 at the first step)."""
+
+    name: str  # "model", "encoder", "decoder"
+    suffix: str  # after the artifact's stem: "" for the first graph (it carries the metadata)
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]]
 
 
 @dataclass(frozen=True)
@@ -70,6 +93,13 @@ class ModelSpec:
     def frames(self, width: int) -> int:
         return width // self.width_stride
 
+    @property
+    def graphs(self) -> tuple[Graph, ...]:
+        return (Graph("model", "", (INPUT,), (OUTPUT,), self.dynamic_axes),)
+
+    def dummy_inputs(self, graph: str) -> tuple[torch.Tensor, ...]:
+        return (self.dummy_input(),)
+
     def metadata(self) -> dict[str, str]:
         """Key/value strings stored in every artifact; the runtime reads the first four."""
         return {"vocab": self.vocab.to_json(), "input_height": str(self.input_height),
@@ -94,6 +124,10 @@ class Exportable:
     traceable: torch.nn.Module
     spec: ModelSpec
     checkpoint: Path
+    parts: dict[str, torch.nn.Module] = field(default_factory=dict)  # graph name -> traceable
+
+    def module(self, graph: str) -> torch.nn.Module:
+        return self.parts.get(graph, self.traceable)
 
 
 def load(path: str | Path) -> Exportable:
@@ -160,4 +194,143 @@ def _version(path: Path, ckpt: dict) -> str:
     return f"step{step}-{digest}" if step is not None else digest
 
 
-LOADERS: dict[str, Callable[[Path, dict], Exportable]] = {CRNN_FORMAT: _crnn}
+def graph_path(out: Path, suffix: str, ext: str = ".onnx") -> Path:
+    """Where a graph goes beside the first: tromr.int8.onnx -> tromr.int8.decoder.onnx."""
+    return out.with_name(out.name.removesuffix(ext) + suffix + ext)
+
+
+# --- TrOMR: an encoder and a decoder with a KV cache ------------------------------------------
+
+MASKED = -1e4  # memory_mask's value over padding: exp underflows to exactly 0 in float32
+
+
+@dataclass(frozen=True)
+class Seq2SeqSpec(ModelSpec):
+    """TrOMR's contract (omr.autoregressive): the encoder's image and widths in; the decoder's
+    last token, the encoder's outputs and the past keys and values in, logits and the present
+    keys and values out. `width_stride` is the encoder's columns per position."""
+
+    layers: int = 0
+    heads: int = 0
+    head_dim: int = 0
+    max_seq_len: int = 0
+    rows: int = 0  # encoder positions per column
+
+    @property
+    def info(self) -> Seq2SeqInfo:
+        return Seq2SeqInfo(self.vocab, self.layers, self.heads, self.head_dim, self.max_seq_len)
+
+    @property
+    def min_width(self) -> int:
+        return self.width_stride
+
+    def positions(self, width: int) -> int:
+        return 1 + self.rows * (width // self.width_stride)
+
+    @property
+    def graphs(self) -> tuple[Graph, ...]:
+        cross, past, present = (f(self.layers) for f in (cross_names, past_names, present_names))
+        memory = {MASK: {0: "N", 3: "S"}} | {k: {0: "N", 2: "S"} for k in cross}
+        encoder = Graph("encoder", "", ENCODER_INPUTS, (MASK, *cross),
+                        {"image": {0: "N", 3: "W"}, "widths": {0: "N"}} | memory)
+        decoder = Graph("decoder", ".decoder", (*TOKENS, MASK, *cross, *past), (*LOGITS, *present),
+                        {k: {0: "N"} for k in (*TOKENS, *LOGITS)} | memory
+                        | {k: {0: "N", 2: "T"} for k in past}
+                        | {k: {0: "N", 2: "T+1"} for k in present})
+        return encoder, decoder
+
+    def dummy_inputs(self, graph: str, batch: int = 2, past: int = 3,
+                     seed: int = 0) -> tuple[torch.Tensor, ...]:
+        g = torch.Generator().manual_seed(seed)
+        width = 8 * self.width_stride
+        if graph == "encoder":
+            image = torch.rand(batch, 1, self.input_height, width, generator=g)
+            return image, torch.tensor([width, width - 3 * self.width_stride] * batch)[:batch]
+        s = self.positions(width)
+        tokens = tuple(torch.ones(batch, 1, dtype=torch.long) for _ in TOKENS)
+        mask = torch.zeros(batch, 1, 1, s)
+        mask[1:, ..., s // 2:] = MASKED
+        cross = [torch.randn(batch, self.heads, s, self.head_dim, generator=g)
+                 for _ in cross_names(self.layers)]
+        cache = [torch.randn(batch, self.heads, past, self.head_dim, generator=g)
+                 for _ in past_names(self.layers)]
+        return (*tokens, mask, *cross, *cache)
+
+    def metadata(self) -> dict[str, str]:
+        return {**super().metadata(), **self.info.to_metadata(), "max_width": str(self.max_width),
+                "output": ("encoder (this file): memory_mask and cross keys/values; decoder (file "
+                           "decoder_file, beside it): next-token logits of the rhythm, pitch "
+                           "and lift heads and the present keys/values (omr.autoregressive)")}
+
+
+def _tromr(path: Path, ckpt: dict) -> Exportable:
+    from omr_train import tromr
+
+    cfg = tromr.TrOMRConfig.from_dict(ckpt["config"])
+    vocab = FactorVocabulary.from_dict(ckpt["vocab"])
+    if (cfg.num_rhythms, cfg.num_pitches, cfg.num_lifts) != vocab.sizes:
+        raise ValueError(f"config's heads {cfg.num_rhythms, cfg.num_pitches, cfg.num_lifts} "
+                         f"differ from the vocabulary's {vocab.sizes}")
+    model = tromr.build(cfg)
+    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.eval()
+    provenance = {k: str(ckpt[k]) for k in ("step", "best_ser") if k in ckpt}
+    spec = Seq2SeqSpec(family="tromr", name=cfg.name, version=_version(path, ckpt), vocab=vocab,
+                       input_height=cfg.input_height, width_stride=cfg.stride[1],
+                       max_width=cfg.grid[1] * cfg.stride[1], staff_fraction=cfg.staff_fraction,
+                       provenance=provenance, layers=cfg.decoder_depth, heads=cfg.heads,
+                       head_dim=cfg.dim // cfg.heads, max_seq_len=cfg.max_seq_len,
+                       rows=cfg.grid[0])
+    encoder, decoder = TraceableEncoder(model).eval(), TraceableDecoder(model).eval()
+    return Exportable(model, encoder, spec, path, {"encoder": encoder, "decoder": decoder})
+
+
+class TraceableEncoder(torch.nn.Module):
+    """TrOMR.encode and cross_cache without Python ints taken from shapes, so that one trace
+    serves every batch size and width: the input is already a whole number of patches wide
+    and no wider than the position table (omr.autoregressive.batch), the column index is a
+    cumulative sum, and the positions are gathered, not sliced."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.m = model
+        self.rows, self.max_cols = model.cfg.grid
+        self.sw = model.cfg.stride[1]
+
+    def forward(self, image: torch.Tensor, widths: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        m = self.m
+        f = m.patch(m.stem(image))  # N, dim, rows, cols
+        x = f.flatten(2).transpose(1, 2)
+        col = torch.ones_like(f[0, 0, 0], dtype=torch.long).cumsum(0) - 1
+        index = (torch.arange(self.rows)[:, None] * self.max_cols + col[None, :]).flatten() + 1
+        pos = m.enc_pos[0].index_select(0, torch.cat([torch.zeros(1, dtype=torch.long), index]))
+        x = torch.cat([m.cls.expand_as(x[:, :1]), x], 1) + pos
+        valid = col[None, :] < torch.div(widths + self.sw - 1, self.sw, rounding_mode="floor")[:, None]
+        mask = torch.cat([torch.ones_like(valid[:, :1]), valid.repeat(1, self.rows)], 1)
+        mask = mask[:, None, None, :]
+        for block in m.encoder:
+            x = block(x, mask)
+        cross = m.cross_cache(m.enc_norm(x))
+        additive = torch.where(mask, 0.0, MASKED)  # the decoder adds it to its attention scores
+        return (additive, *(t for kv in cross for t in kv))
+
+
+class TraceableDecoder(torch.nn.Module):
+    """One decoding step of TrOMR.decode for one new token of each staff, the cache flat."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.m = model
+        self.layers = model.cfg.decoder_depth
+
+    def forward(self, rhythm: torch.Tensor, pitch: torch.Tensor, lift: torch.Tensor,
+                memory_mask: torch.Tensor, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        n = self.layers
+        cross = [(cache[2 * i], cache[2 * i + 1]) for i in range(n)]
+        past = [(cache[2 * n + 2 * i], cache[2 * n + 2 * i + 1]) for i in range(n)]
+        logits, present = self.m.decode(rhythm, pitch, lift, cross, memory_mask, past)
+        heads = (logits.rhythm[:, -1], logits.pitch[:, -1], logits.lift[:, -1])
+        return (*heads, *(t for kv in present for t in kv))
+
+
+LOADERS: dict[str, Callable[[Path, dict], Exportable]] = {CRNN_FORMAT: _crnn, TROMR_FORMAT: _tromr}

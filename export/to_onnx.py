@@ -19,7 +19,7 @@ import click
 import onnx
 import torch
 from omr_export.common import cli_errors, output_path, wrote
-from omr_export.spec import INPUT, OUTPUT, Exportable, load
+from omr_export.spec import Exportable, graph_path, load
 from omr_export.verify import (
     FP32,
     REDUCED,
@@ -36,36 +36,48 @@ SUFFIXES = {"fp32": ".onnx", "fp16": ".fp16.onnx", "int8": ".int8.onnx"}
 OPSET = 17
 # Quantizing the convolutions as well made the model slower in a trial on this machine: ONNX
 # Runtime's int8 convolutions lose to its fp32 ones at these channel counts.
-QUANTIZED_OPS = ["MatMul", "LSTM"]
+# TrOMR's linear layers are MatMul (3-D inputs) and Gemm (its decoder's 2-D steps).
+QUANTIZED_OPS = ["MatMul", "LSTM", "Gemm"]
 # ONNX Runtime 1.32's CPU graph optimizer crashes (segfault) on fp16 Transpose nodes; the two
 # Transposes move data only, so leaving them fp32 costs two casts and nothing in accuracy.
 FP16_KEEP_FP32 = ["Transpose"]
 
 
+def graph_files(ex: Exportable, out: Path) -> dict[str, Path]:
+    """Each graph's file: `out` for the first (the one a runtime opens), the others beside it."""
+    return {g.name: graph_path(out, g.suffix) for g in ex.spec.graphs}
+
+
 def export_fp32(ex: Exportable, out: Path) -> Path:
-    with warnings.catch_warnings():
-        # The legacy exporter announces its deprecation and warns that an LSTM exported at
-        # batch 1 may fail at other batch sizes; verification runs batches of 8 to show it does not.
-        warnings.simplefilter("ignore")
-        # dynamo=True fails on a BiLSTM with a dynamic width (torch 2.13); the TorchScript-based
-        # exporter handles it.
-        torch.onnx.export(ex.traceable, (ex.spec.dummy_input(),), str(out), dynamo=False,
-                          input_names=[INPUT], output_names=[OUTPUT], opset_version=OPSET,
-                          dynamic_axes=ex.spec.dynamic_axes)
-    model = onnx.load(str(out))
-    _set_metadata(model, ex, "fp32")
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
+    """Every graph of the model (the CRNN one, TrOMR an encoder and a decoder); returns `out`."""
+    for graph in ex.spec.graphs:
+        path = graph_path(out, graph.suffix)
+        with warnings.catch_warnings():
+            # The legacy exporter announces its deprecation and warns that an LSTM exported at
+            # batch 1 may fail at other batch sizes, and the tracer that TrOMR's single-query
+            # step needs no causal mask; verification runs other batches, widths and lengths.
+            warnings.simplefilter("ignore")
+            # dynamo=True fails on a BiLSTM with a dynamic width (torch 2.13); the
+            # TorchScript-based exporter handles it.
+            torch.onnx.export(ex.module(graph.name), ex.spec.dummy_inputs(graph.name), str(path),
+                              dynamo=False, input_names=list(graph.inputs),
+                              output_names=list(graph.outputs), opset_version=OPSET,
+                              dynamic_axes=graph.dynamic_axes)
+        model = onnx.load(str(path))
+        _set_metadata(model, ex, "fp32", out)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
     return out
 
 
 def export_fp16(ex: Exportable, fp32: Path, out: Path) -> Path:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True,
-                                     op_block_list=FP16_KEEP_FP32)
-    _set_metadata(model, ex, "fp16")
-    onnx.save(model, str(out))
+    for graph in ex.spec.graphs:
+        model = convert_float_to_float16(onnx.load(str(graph_path(fp32, graph.suffix))),
+                                         keep_io_types=True, op_block_list=FP16_KEEP_FP32)
+        _set_metadata(model, ex, "fp16", out)
+        onnx.save(model, str(graph_path(out, graph.suffix)))
     return out
 
 
@@ -76,18 +88,22 @@ def export_int8(ex: Exportable, fp32: Path, out: Path) -> Path:
     level = root.level
     root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for static quantization
     try:
-        quantize_dynamic(str(fp32), str(out), op_types_to_quantize=QUANTIZED_OPS,
-                         weight_type=QuantType.QInt8)
+        for graph in ex.spec.graphs:
+            src, dst = graph_path(fp32, graph.suffix), graph_path(out, graph.suffix)
+            quantize_dynamic(str(src), str(dst), op_types_to_quantize=QUANTIZED_OPS,
+                             weight_type=QuantType.QInt8)
+            model = onnx.load(str(dst))
+            _set_metadata(model, ex, "int8", out)
+            onnx.save(model, str(dst))
     finally:
         root.setLevel(level)
-    model = onnx.load(str(out))
-    _set_metadata(model, ex, "int8")
-    onnx.save(model, str(out))
     return out
 
 
-def _set_metadata(model: onnx.ModelProto, ex: Exportable, precision: str) -> None:
-    meta = {**ex.spec.metadata(), "precision": precision}
+def _set_metadata(model: onnx.ModelProto, ex: Exportable, precision: str, out: Path) -> None:
+    """Every graph carries the metadata; the first names the files of the others."""
+    files = {f"{g.name}_file": graph_path(out, g.suffix).name for g in ex.spec.graphs[1:]}
+    meta = {**ex.spec.metadata(), **files, "precision": precision}
     del model.metadata_props[:]
     for key, value in meta.items():
         entry = model.metadata_props.add()

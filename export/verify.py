@@ -16,13 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omr import autoregressive as ar
 from omr.decode import greedy_decode
 from omr.geometry import STAFF_FRACTION
 
-from .spec import INPUT, OUTPUT, ModelSpec
+from .spec import INPUT, OUTPUT, ModelSpec, Seq2SeqSpec, graph_path
 
 EVAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "eval"
+# The CTC model: an input batch [N, 1, H, W] to log-probabilities [N, T, C].
 Runner = Callable[[np.ndarray], np.ndarray]
+# The autoregressive one: a batch and its widths to each staff's greedy reading, with the
+# logits of every step (omr.autoregressive.Reading, keep_logits).
+Seq2SeqRunner = Callable[[np.ndarray, np.ndarray], list[ar.Reading]]
 
 
 class VerificationError(RuntimeError):
@@ -35,6 +40,15 @@ class Stave:
     pixels: np.ndarray  # uint8 gray at the model's input height, paper white
     tokens: tuple[str, ...] | None  # ground truth, where known
     source: str  # "camera-primus/clean", "camera-primus/distorted" or "generated"
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a model made of one stave: the ids it read and the numbers it read them from
+    (CTC: log-probabilities [T, C]; autoregressive: each step's logits, [steps, C])."""
+
+    ids: tuple
+    scores: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -95,20 +109,30 @@ def require(report: Report) -> None:
 class Verifier:
     """PyTorch's outputs on the verification staves, computed once, compared with each artifact."""
 
-    def __init__(self, spec: ModelSpec, reference: Runner,
+    def __init__(self, spec: ModelSpec, reference: Runner | Seq2SeqRunner,
                  staves: Sequence[Stave] | None = None) -> None:
         self.spec = spec
         self.staves = list(staves) if staves is not None else verification_staves(spec)
         if not self.staves:
             raise VerificationError("no staves to verify on")
-        self.reference = outputs(reference, self.staves, spec)
+        self.reference = self._outputs(reference)
 
-    def check(self, artifact: str, candidate: Runner, tolerance: Tolerance) -> Report:
-        got = outputs(candidate, self.staves, self.spec)
-        diffs = [float(np.abs(a - b).max()) for a, b in zip(self.reference, got)]
-        prob = [float(np.abs(np.exp(a) - np.exp(b)).max()) for a, b in zip(self.reference, got)]
-        ref_ids = [greedy_decode(lp)[0] for lp in self.reference]
-        got_ids = [greedy_decode(lp)[0] for lp in got]
+    def _outputs(self, run: Runner | Seq2SeqRunner) -> list[Output]:
+        if isinstance(self.spec, Seq2SeqSpec):
+            return seq2seq_outputs(run, self.staves, self.spec)
+        return [Output(tuple(greedy_decode(lp)[0]), lp)
+                for lp in outputs(run, self.staves, self.spec)]
+
+    def check(self, artifact: str, candidate: Runner | Seq2SeqRunner,
+              tolerance: Tolerance) -> Report:
+        got = self._outputs(candidate)
+        # Where the readings part, their steps differ: the numbers compare up to there.
+        pairs = [(a.scores[:len(b.scores)], b.scores[:len(a.scores)])
+                 for a, b in zip(self.reference, got)]
+        diffs = [float(np.abs(a - b).max(initial=0.0)) for a, b in pairs]
+        prob = [float(np.abs(self._probs(a) - self._probs(b)).max(initial=0.0)) for a, b in pairs]
+        ref_ids = [o.ids for o in self.reference]
+        got_ids = [o.ids for o in got]
         labelled = [k for k, s in enumerate(self.staves) if s.tokens is not None]
         real = [k for k in labelled if self.staves[k].source != "generated"]
         chosen = real or labelled  # real staves when there are any: they are the bar
@@ -121,13 +145,30 @@ class Verifier:
         return Report(artifact, len(self.staves), (min(widths), max(widths)), max(diffs),
                       max(prob), len(differing), where, ser_ref, ser_got, problems)
 
-    def _ser(self, ids: list[list[int]], chosen: list[int]) -> float | None:
+    def _probs(self, scores: np.ndarray) -> np.ndarray:
+        """Probabilities: per frame (CTC), per head of each step (autoregressive)."""
+        if not isinstance(self.spec, Seq2SeqSpec):
+            return np.exp(scores)
+        cuts = np.cumsum(self.spec.vocab.sizes)[:-1]
+        return np.concatenate([np.exp(_log_softmax(h)) for h in np.split(scores, cuts, -1)], -1)
+
+    def tokens(self, ids: tuple) -> list[str]:
+        if isinstance(self.spec, Seq2SeqSpec):
+            return self.spec.vocab.decode(*zip(*ids)) if ids else []
+        return self.spec.vocab.decode(ids)
+
+    def _ser(self, ids: list[tuple], chosen: list[int]) -> float | None:
         from omr_train.metrics import score
 
         if not chosen:
             return None
-        pairs = [(self.spec.vocab.decode(ids[k]), self.staves[k].tokens) for k in chosen]
+        pairs = [(self.tokens(ids[k]), self.staves[k].tokens) for k in chosen]
         return 100.0 * score(pairs).ser
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 def _problems(tolerance: Tolerance, max_diff: float, differing: list[str],
@@ -156,11 +197,7 @@ def outputs(run: Runner, staves: Sequence[Stave], spec: ModelSpec,
     their exact width, so odd widths and batch 1 are exercised too.
     """
     result: list[np.ndarray | None] = [None] * len(staves)
-    groups = [[k] for k, s in enumerate(staves) if s.source == "generated"]
-    for source in dict.fromkeys(s.source for s in staves if s.source != "generated"):
-        same = [k for k, s in enumerate(staves) if s.source == source]
-        groups += [same[i:i + batch_size] for i in range(0, len(same), batch_size)]
-    for group in groups:
+    for group in _groups(staves, batch_size):
         crops = [staves[k].pixels for k in group]
         real = staves[group[0]].source != "generated"
         batch, width = pad_batch(crops, spec, round_up=real)
@@ -171,6 +208,28 @@ def outputs(run: Runner, staves: Sequence[Stave], spec: ModelSpec,
             length = max(1, min(frames, math.ceil(crop.shape[1] * frames / width)))
             result[k] = out[row, :length]
     return [r for r in result if r is not None]
+
+
+def seq2seq_outputs(run: Seq2SeqRunner, staves: Sequence[Stave],
+                    spec: Seq2SeqSpec, batch_size: int = 16) -> list[Output]:
+    """Each stave's greedy reading and its steps' logits, in the batches `outputs` makes."""
+    result: list[Output | None] = [None] * len(staves)
+    for group in _groups(staves, batch_size):
+        batch, widths = ar.batch([staves[k].pixels for k in group], spec.width_stride,
+                                 spec.max_width)
+        for k, reading in zip(group, run(batch, widths)):
+            result[k] = Output(tuple(zip(reading.rhythms, reading.pitches, reading.lifts)),
+                               np.asarray(reading.logits, np.float32))
+    return [r for r in result if r is not None]
+
+
+def _groups(staves: Sequence[Stave], batch_size: int) -> list[list[int]]:
+    """Generated staves one at a time, real ones in batches of one source in folder order."""
+    groups = [[k] for k, s in enumerate(staves) if s.source == "generated"]
+    for source in dict.fromkeys(s.source for s in staves if s.source != "generated"):
+        same = [k for k, s in enumerate(staves) if s.source == source]
+        groups += [same[i:i + batch_size] for i in range(0, len(same), batch_size)]
+    return groups
 
 
 def pad_batch(crops: Sequence[np.ndarray], spec: ModelSpec,
@@ -285,6 +344,86 @@ def torch_runner(module) -> Runner:
     return run
 
 
+def reference_runner(ex) -> Runner | Seq2SeqRunner:
+    """The model as trained, in PyTorch: what every artifact is compared with."""
+    if isinstance(ex.spec, Seq2SeqSpec):
+        return tromr_runner(ex.model)
+    return torch_runner(ex.model)
+
+
+def tromr_runner(model) -> Seq2SeqRunner:
+    """PyTorch's own greedy decoding (omr_train.tromr.greedy, its KV cache), then one teacher-
+    forced pass over what it read for each step's logits."""
+    import torch
+    from omr_train import tromr
+
+    def run(batch: np.ndarray, widths: np.ndarray) -> list[ar.Reading]:
+        images, w = torch.from_numpy(batch), torch.from_numpy(np.asarray(widths, np.int64))
+        with torch.inference_mode():
+            readings = tromr.greedy(model, images, w)
+            steps = model.cfg.max_seq_len - 1
+            t = tromr.targets([(list(x.rhythms), list(x.pitches), list(x.lifts))
+                               for x in readings])
+            ins = [x[:, :steps] for x in (t.rhythm_in, t.pitch_in, t.lift_in)]
+            logits = model(images, w, *ins)
+        out = []
+        for i, x in enumerate(readings):
+            k = min(len(x.rhythms) + 1, steps)  # the steps it took, EOS's included
+            rows = torch.cat([logits.rhythm[i, :k], logits.pitch[i, :k], logits.lift[i, :k]], -1)
+            out.append(ar.Reading(x.rhythms, x.pitches, x.lifts, x.logprob, (),
+                                  rows.float().numpy()))
+        return out
+
+    return run
+
+
+def seq2seq_runner(model: ar.Seq2Seq, info: ar.Seq2SeqInfo) -> Seq2SeqRunner:
+    """An exported encoder and decoder, read by the runtime's own loop (omr.autoregressive)."""
+    options = ar.DecodingOptions(keep_logits=True)
+    return lambda batch, widths: ar.greedy(model, info, batch, widths, options)
+
+
+class TorchSeq2Seq:
+    """TorchScript (or traceable) encoder and decoder modules behind omr.autoregressive's
+    Seq2Seq protocol: named arrays in, named arrays out."""
+
+    def __init__(self, encoder, decoder, spec: Seq2SeqSpec) -> None:
+        self.encoder, self.decoder = encoder, decoder
+        self.enc, self.dec = spec.graphs
+
+    def encode(self, images: np.ndarray, widths: np.ndarray) -> dict[str, np.ndarray]:
+        return self._run(self.encoder, self.enc, {"image": images, "widths": widths})
+
+    def step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._run(self.decoder, self.dec, feeds)
+
+    @staticmethod
+    def _run(module, graph, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            out = module(*(torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in graph.inputs))
+        return {k: v.numpy() for k, v in zip(graph.outputs, out)}
+
+
+class CoreMLSeq2Seq:
+    """Core ML encoder and decoder (MLModel.predict: a dictionary of arrays in and out)."""
+
+    def __init__(self, encoder, decoder, spec: Seq2SeqSpec) -> None:
+        self.encoder, self.decoder = encoder, decoder
+        self.enc, self.dec = spec.graphs
+
+    def encode(self, images: np.ndarray, widths: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.encoder.predict({"image": images, "widths": widths.astype(np.int32)})
+        return {k: np.asarray(out[k]) for k in self.enc.outputs}
+
+    def step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ints = set(ar.TOKENS)
+        out = self.decoder.predict({k: feeds[k].astype(np.int32) if k in ints else feeds[k]
+                                    for k in self.dec.inputs})
+        return {k: np.asarray(out[k]) for k in self.dec.outputs}
+
+
 def onnx_session(path: Path, threads: int = 2,
                  providers: Sequence[str] = ("CPUExecutionProvider",)):
     import onnxruntime as ort
@@ -299,7 +438,14 @@ def onnx_session(path: Path, threads: int = 2,
 
 
 def onnx_runner(path: Path, threads: int = 2,
-                providers: Sequence[str] = ("CPUExecutionProvider",)) -> Runner:
+                providers: Sequence[str] = ("CPUExecutionProvider",),
+                spec: ModelSpec | None = None) -> Runner | Seq2SeqRunner:
+    """The CRNN's one graph, or (a Seq2SeqSpec given) TrOMR's encoder at `path` and its
+    decoder beside it, run by the runtime's loop."""
+    if isinstance(spec, Seq2SeqSpec):
+        encoder = onnx_session(path, threads, providers)
+        decoder = onnx_session(graph_path(path, spec.graphs[1].suffix), threads, providers)
+        return seq2seq_runner(ar.OnnxSeq2Seq(encoder, decoder), spec.info)
     session = onnx_session(path, threads, providers)
     return lambda batch: session.run([OUTPUT], {INPUT: batch})[0]
 

@@ -1,13 +1,12 @@
-"""From a page image to tokens: the ONNX Runtime session and batching (decoding: decode.py).
+"""From a page image to tokens: staves found, cropped and read by the model file's reader.
 
-Model contract (export/ produces exactly this): input `image`, float32 [N, 1, H, W] with
-ink = 1 and paper = 0; output `log_probs`, float32 [N, T, C], log-softmax, class 0 = CTC blank.
-The vocabulary, input height and width stride travel in the model's metadata.
+Which model reads (the CRNN's CTC or TrOMR's autoregressive decoding) is the model file's
+business (omr.readers, from its metadata); the model contracts are in omr.readers,
+omr.decode and omr.autoregressive, and export/ produces exactly them.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import warnings
@@ -20,16 +19,11 @@ import numpy as np
 from . import image as img
 from . import semantic
 from .clef import PATCH, reread_doubtful
-from .decode import CLEF_DOUBT, Decoded, DecodeOptions, decode
-from .geometry import STAFF_FRACTION
+from .decode import CLEF_DOUBT, Decoded, DecodeOptions
 from .parts import Arrangement, arrange
-from .vocab import Vocabulary
+from .readers import DEFAULT_MODEL, ModelError, ModelInfo, open_reader, resolve_model
 
-DEFAULT_MODEL = Path(__file__).parent / "models" / "crnn.onnx"
-
-
-class ModelError(RuntimeError):
-    """The model is missing, corrupt or does not follow the contract."""
+__all__ = ["DEFAULT_MODEL", "ModelError", "ModelInfo", "Recognizer", "Score", "Staff"]
 
 
 @dataclass(frozen=True)
@@ -95,29 +89,21 @@ class Score:
         write_output(self, Path(path), "midi", MidiOptions(tempo=tempo, program=program))
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    vocab: Vocabulary
-    input_height: int
-    width_stride: int
-    name: str
-    version: str
-    # Staff height / crop height. Models exported before it was recorded used the default.
-    staff_fraction: float = STAFF_FRACTION
-
-
 class Recognizer:
-    """Loads the ONNX model once; `read` turns an image file into a Score."""
+    """Loads the model once; `read` turns an image file into a Score.
+
+    `model_path`: an ONNX file, or "crnn" / "tromr" for a model packaged in runtime/models
+    (None: the CRNN)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
                  threads: int | None = None, decoding: DecodeOptions | None = None) -> None:
-        self.model_path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        self.model_path = resolve_model(model_path)
         self.decoding = decoding or DecodeOptions()
-        self.session = _session(self.model_path, device, threads)
+        self.reader = open_reader(self.model_path, device, threads, self.decoding)
         if self.decoding.paint_clef and not PATCH.exists():
             raise ModelError(f"clef image missing: {PATCH} (reinstall omr, or pass "
                              f"DecodeOptions(paint_clef=False))")
-        self.info = _model_info(self.session, self.model_path)
+        self.info = self.reader.info
 
     def read(self, path: str | os.PathLike, single_staff: bool = False) -> Score:
         """Recognise every staff of the page (or the one staff of a crop) in `path`."""
@@ -174,24 +160,7 @@ class Recognizer:
         return reread_doubtful(crops, reads, self.info.staff_fraction, self._decode)
 
     def _decode(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        log_probs, lengths = self.run(crops)
-        return [decode(lp[:n], self.info.vocab, self.decoding) for lp, n in zip(log_probs, lengths)]
-
-    def run(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
-        """All crops as one batch, right-padded with paper; log-probs and valid frame counts."""
-        width = max(c.shape[1] for c in crops)
-        # Round up so a few sizes repeat: ONNX Runtime reuses buffers for repeated shapes.
-        width = int(math.ceil(width / self.info.width_stride) * self.info.width_stride)
-        batch = np.zeros((len(crops), 1, self.info.input_height, width), np.float32)
-        for k, crop in enumerate(crops):
-            batch[k, 0, :, : crop.shape[1]] = img.model_input(crop)
-        try:
-            (out,) = self.session.run(["log_probs"], {"image": batch})
-        except Exception as err:  # onnxruntime raises its own exception types
-            raise ModelError(f"model failed to run: {_first_line(err)}") from err
-        frames = out.shape[1]
-        lengths = [max(1, min(frames, math.ceil(c.shape[1] * frames / width))) for c in crops]
-        return out, lengths
+        return self.reader.read(crops)
 
 
 def _clef_warning(k: int, read: Decoded) -> str:
@@ -202,57 +171,8 @@ def _clef_warning(k: int, read: Decoded) -> str:
     return f"{doubt}; if it is wrong, every pitch on that staff is off"
 
 
-def _session(path: Path, device: str, threads: int | None):
-    if not path.exists():
-        hint = " (the packaged model has not been installed; pass --model PATH)" \
-            if path == DEFAULT_MODEL else ""
-        raise ModelError(f"model not found: {path}{hint}")
-    import onnxruntime as ort
-
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ModelError("--device cuda needs onnxruntime-gpu and a CUDA GPU; "
-                             "CUDAExecutionProvider is not available")
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    elif device == "cpu":
-        providers = ["CPUExecutionProvider"]
-    else:
-        raise ModelError(f"unknown device {device!r} (use cpu or cuda)")
-    options = ort.SessionOptions()
-    # One thread per core; more only fight over the same cores.
-    options.intra_op_num_threads = threads or min(os.cpu_count() or 1, 8)
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as err:
-        raise ModelError(f"cannot load model {path}: {_first_line(err)}") from err
-
-
-def _model_info(session, path: Path) -> ModelInfo:
-    meta = session.get_modelmeta().custom_metadata_map
-    try:
-        vocab = Vocabulary.from_json(meta["vocab"])
-        height, stride = int(meta["input_height"]), int(meta["width_stride"])
-        fraction = float(meta.get("staff_fraction", STAFF_FRACTION))
-    except (KeyError, ValueError, TypeError) as err:
-        raise ModelError(f"model {path} lacks valid metadata (vocab, input_height, "
-                         f"width_stride): {err}") from err
-    if not 0.1 <= fraction <= 0.9:
-        raise ModelError(f"model {path}: staff_fraction {fraction} is not a staff's share of a crop")
-    names = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
-    if "image" not in names[0] or "log_probs" not in names[1]:
-        raise ModelError(f"model {path} must have input 'image' and output 'log_probs'")
-    return ModelInfo(vocab, height, max(1, stride), meta.get("model_name", ""),
-                     meta.get("model_version", ""), fraction)
-
-
 def _clip(bbox: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = bbox
     h, w = shape[:2]
     return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
