@@ -159,3 +159,45 @@ def test_the_held_out_font_is_only_in_the_test_split(cache):
     assert HELD_OUT_FONT not in fonts["train"] | fonts.get("val", set())
     img = make_poly_sample(0, PolyOptions(seed=9), pools, Engraver()).staves[0]
     assert img.dtype == np.uint8 and cv2.countNonZero(255 - img) > 0
+
+
+def _random_voice(rng: np.random.Generator, bar: float, low: int) -> tuple:
+    """A voice of random dotted and plain values, chords and rests that fills `bar`."""
+    from omr_train.synth.music import STEPS
+
+    names = [("half", 0, 2.0), ("quarter", 1, 1.5), ("quarter", 0, 1.0), ("eighth", 1, 0.75),
+             ("eighth", 0, 0.5), ("sixteenth", 0, 0.25)]
+    out, t = [], 0.0
+    while t < bar - 1e-9:
+        fits = [x for x in names if x[2] <= bar - t + 1e-9]
+        name, dots, q = fits[int(rng.integers(len(fits)))]
+        if rng.random() < 0.2:
+            out.append(rest(name, dots))
+        else:
+            lines = sorted(rng.choice(6, size=int(rng.integers(1, 4)), replace=False) + low)
+            out.append(chord(name, dots, [(STEPS[d % 7], int(rng.integers(-1, 2)), d // 7,
+                                           bool(rng.random() < 0.3)) for d in lines]))
+        t += q
+    return tuple(out)
+
+
+def test_random_two_voice_rhythms_play_as_labelled():
+    """Rhythms no source has: whatever the voices do, the label plays the engine's notes."""
+    from omr_train.synth.poly_mei import PolyClutter, system_mei
+    from omr_train.synth.system import parser_disagreement, verovio_disagreement
+
+    rng = np.random.default_rng(0)
+    engraver = Engraver()
+    checked = 0
+    for k in range(300):
+        measures = tuple((_random_voice(rng, 3.0, 33), _random_voice(rng, 3.0, 26))
+                         for _ in range(int(rng.integers(1, 4))))
+        system = close_ties(System((PolyStaff("G2", int(rng.integers(-4, 5)), "3/4", measures),)))
+        if not well_formed(system):
+            continue  # a unison between the voices
+        checked += 1
+        assert parser_disagreement(system) is None, k
+        if k % 10 == 0:
+            mei = system_mei(system, PolyClutter(), rng)
+            assert verovio_disagreement(engraver, mei, system) is None, k
+    assert checked > 100
