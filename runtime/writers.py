@@ -107,6 +107,7 @@ RENDERERS: dict[str, Callable[[Score, MidiOptions, str], bytes]] = {
 # MusicXML -------------------------------------------------------------------------------------
 
 DIVISIONS = 128  # per quarter: a double-dotted 128th note is 7 divisions
+_ATTRIBUTE_ORDER = ("divisions", "key", "time", "staves", "clef")
 _TYPES = {"quadruple_whole": "long", "double_whole": "breve", "whole": "whole", "half": "half",
           "quarter": "quarter", "eighth": "eighth", "sixteenth": "16th", "thirty_second": "32nd",
           "sixty_fourth": "64th", "hundred_twenty_eighth": "128th"}
@@ -174,6 +175,8 @@ def _part(arranged: Arrangement, staves: list[int]) -> str:
                 items.append(f'{forward}<note print-object="no"><rest/><duration>'
                              f'{_divisions(measure.length - filled)}</duration><voice>1</voice>'
                              f'{"<staff>1</staff>" if len(staves) > 1 else ""}</note>')
+            # MusicXML's order inside <attributes>: divisions, key, time, staves, clef.
+            head.sort(key=lambda x: _ATTRIBUTE_ORDER.index(x[1:x.index(">")].split()[0]))
             attributes = f"<attributes>{''.join(head)}</attributes>" if head else ""
             # A new system where the page had one, so a reader sees the systems as they were.
             brk = '<print new-system="yes"/>' if s and not k else ""
