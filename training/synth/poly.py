@@ -101,11 +101,8 @@ def voice_length(v: Voice) -> float:
 
 # --- labels --------------------------------------------------------------------------------
 
-def _slot_tokens(slot: Slot) -> list[list[str]]:
-    if slot.is_rest:
-        name = f"rest-{slot.duration}{'.' * slot.dots}" + ("_fermata" if slot.fermata else "")
-        return [[name]]
-    return [[note_token(e)] + (["tie"] if e.tie else []) for e in slot.notes]
+def _rest_token(slot: Slot) -> str:
+    return f"rest-{slot.duration}{'.' * slot.dots}" + ("_fermata" if slot.fermata else "")
 
 
 def measure_groups(m: Measure) -> list[tuple[float, list[Slot]]]:
@@ -124,7 +121,7 @@ def group_tokens(slots: list[Slot]) -> list[str]:
     notes = sorted(((e, s) for s in slots for e in s.notes), key=lambda x: (x[0].midi, x[0].diatonic))
     rests = sorted((s for s in slots if s.is_rest), key=lambda s: s.quarters)
     members = [[note_token(e)] + (["tie"] if e.tie else []) for e, _ in notes]
-    members += [m for s in rests for m in _slot_tokens(s)]
+    members += [[_rest_token(s)] for s in rests]
     out: list[str] = []
     for i, m in enumerate(members):
         if i:

@@ -148,8 +148,7 @@ def _fits(system: System) -> bool:
             and any(pitches(s) for s in system.staves))
 
 
-def draw_system(split: str, rng: np.random.Generator, pools, opt: PolyOptions,
-                index: int = 0) -> System | None:
+def draw_system(split: str, rng: np.random.Generator, pools, opt: PolyOptions) -> System | None:
     """A labelled system for one sample, or None when the split's pools are empty."""
     pool = pools.get(split) or {}
     kinds = [k for k in KINDS if pool.get(k)]
@@ -220,7 +219,7 @@ class Drawn:
 def draw_poly(index: int, opt: PolyOptions, pools) -> Drawn:
     split = sample_split(opt.seed, index)
     rng = np.random.default_rng([opt.seed, index, 21])
-    system = draw_system(split, rng, pools, opt, index)
+    system = draw_system(split, rng, pools, opt)
     if system is None:
         raise ValueError(f"no polyphonic source for the {split} split (build the cache)")
     style = RenderStyle.random(rng, FONTS if split == "test" else TRAIN_FONTS)
