@@ -64,6 +64,8 @@ def cli(inputs: tuple[str, ...], output: str | None, fmt: str, pages: str | None
     from .batch import expand
 
     entries = expand(inputs)
+    if not entries:
+        _setup_error(f"no images or PDFs in {', '.join(inputs)}")
     several = len(entries) > 1 or jobs > 1 or any(Path(i).is_dir() for i in inputs if i != STDIO)
     if STDIO in inputs and len(inputs) > 1:
         _setup_error("- (standard input) must be the only input")

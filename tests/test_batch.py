@@ -190,3 +190,10 @@ def test_worker_killed_by_sigkill_mid_batch_costs_only_its_file_and_a_rerun_comp
     assert "1 read (1 page), 0 failed, 5 skipped" in rerun.stderr
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # none written twice
     assert (out / "held.mid").read_bytes() == (out / "a.mid").read_bytes()
+
+
+def test_a_folder_without_images_is_one_line(tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()
+    result = omr(str(tmp_path / "empty"), "-o", str(tmp_path / "out"), "--model", str(tiny_model))
+    assert result.exit_code == 2 and result.stderr.startswith("omr-run: error: no images or PDFs")
+    assert len(result.stderr.splitlines()) == 1 and not (tmp_path / "out").exists()
