@@ -170,8 +170,9 @@ class Attention(nn.Module):
         self.out = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GLU()) if gated else nn.Linear(dim, dim)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, d = x.shape
-        return x.view(n, t, self.heads, d // self.heads).transpose(1, 2)
+        # unflatten / flatten, not view(n, t, ...) from x.shape: a trace then holds no ints
+        # taken from shapes, which Core ML's converter cannot take (export/spec.py).
+        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
     def keys_values(self, source: torch.Tensor) -> KV:
         k, v = self.kv(source).chunk(2, dim=-1)
@@ -182,8 +183,7 @@ class Attention(nn.Module):
         q = self._split(self.q(x))
         y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask,
                                            dropout_p=self.dropout if self.training else 0.0)
-        n, h, t, e = y.shape
-        return self.out(y.transpose(1, 2).reshape(n, t, h * e))
+        return self.out(y.transpose(1, 2).flatten(2))
 
 
 class EncoderBlock(nn.Module):
