@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -15,13 +15,14 @@ from .spec import Exportable, ExportError
 from .verify import VerificationError
 
 
-def trace(ex: Exportable) -> torch.jit.ScriptModule:
+def trace(ex: Exportable, graph: str = "model") -> torch.jit.ScriptModule:
     """TorchScript by tracing: the graph is fixed but every shape stays symbolic."""
     with warnings.catch_warnings():
-        # The tracer warns on nn.LSTM's internal shape checks and on its own deprecation; the
-        # verification at several widths and batch sizes is what shows the trace generalises.
+        # The tracer warns on nn.LSTM's internal shape checks, on TrOMR's single-query step
+        # (no causal mask) and on its own deprecation; the verification at several widths,
+        # batch sizes and lengths is what shows the trace generalises.
         warnings.simplefilter("ignore")
-        return torch.jit.trace(ex.traceable, ex.spec.dummy_input(), check_trace=False)
+        return torch.jit.trace(ex.module(graph), ex.spec.dummy_inputs(graph), check_trace=False)
 
 
 def output_path(checkpoint: Path, output: Path | None, suffix: str) -> Path:
@@ -43,8 +44,30 @@ def human_size(n: int) -> str:
     return f"{n / 2 ** 20:.2f} MiB" if n >= 2 ** 20 else f"{n / 2 ** 10:.1f} KiB"
 
 
-def wrote(path: Path, what: str) -> None:
-    click.echo(f"wrote {path} ({what}, {human_size(size_of(path))})")
+def wrote(path: Path, what: str, others: Sequence[Path] = ()) -> None:
+    """One line; a model of several graphs names the others and counts their bytes too."""
+    size = sum(size_of(p) for p in (path, *others))
+    beside = "".join(f" + {Path(p).name}" for p in others)
+    click.echo(f"wrote {path}{beside} ({what}, {human_size(size)})")
+
+
+def staves_option(command: Callable) -> Callable:
+    """--staves FOLDER (repeatable) and --limit N: labelled staves to verify on as well."""
+    command = click.option("--limit", type=int, default=100, show_default=True,
+                           help="Staves taken from each --staves folder.")(command)
+    return click.option("--staves", multiple=True, type=click.Path(exists=True, file_okay=False),
+                        help="A data folder (omr-synth's, mono or --poly) whose staves the "
+                             "verification reads too.")(command)
+
+
+def chosen_staves(ex: Exportable, folders: Sequence[str], limit: int) -> list | None:
+    """The verification's own staves plus `limit` from each folder; None: its own alone."""
+    from .verify import folder_staves, verification_staves
+
+    if not folders:
+        return None
+    extra = [s for f in folders for s in folder_staves(Path(f), ex.spec, limit)]
+    return verification_staves(ex.spec) + extra
 
 
 def cli_errors(main: Callable) -> Callable:

@@ -288,7 +288,7 @@ def _tromr(path: Path, ckpt: dict) -> Exportable:
 class TraceableEncoder(torch.nn.Module):
     """TrOMR.encode and cross_cache without Python ints taken from shapes, so that one trace
     serves every batch size and width: the input is already a whole number of patches wide
-    and no wider than the position table (omr.autoregressive.batch), the column index is a
+    and no wider than the position table (omr.autoregressive.batch), the column numbers are a
     cumulative sum, and the positions are gathered, not sliced."""
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -301,9 +301,11 @@ class TraceableEncoder(torch.nn.Module):
         m = self.m
         f = m.patch(m.stem(image))  # N, dim, rows, cols
         x = f.flatten(2).transpose(1, 2)
-        col = torch.ones_like(f[0, 0, 0], dtype=torch.long).cumsum(0) - 1
+        # Column numbers counted in float (exact at these sizes) and cast once: Core ML's
+        # converter loses an integer cumsum's type.
+        col = torch.ones_like(f[0, 0, 0]).cumsum(0) - 1
         index = (torch.arange(self.rows)[:, None] * self.max_cols + col[None, :]).flatten() + 1
-        pos = m.enc_pos[0].index_select(0, torch.cat([torch.zeros(1, dtype=torch.long), index]))
+        pos = m.enc_pos[0].index_select(0, torch.cat([torch.zeros(1), index]).long())
         x = torch.cat([m.cls.expand_as(x[:, :1]), x], 1) + pos
         valid = col[None, :] < torch.div(widths + self.sw - 1, self.sw, rounding_mode="floor")[:, None]
         mask = torch.cat([torch.ones_like(valid[:, :1]), valid.repeat(1, self.rows)], 1)

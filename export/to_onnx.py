@@ -1,6 +1,13 @@
 """A training checkpoint to ONNX (fp32, fp16, int8), each verified against PyTorch.
 
     python export/to_onnx.py models/crnn.pt [--precision fp32|fp16|int8|all] [-o models/crnn.onnx]
+        [--staves FOLDER --limit N]
+
+A TrOMR checkpoint gives two files a precision, the encoder (X.onnx: the one the runtime
+opens, with the metadata) and the decoder with its KV cache beside it (X.decoder.onnx); the
+verification runs them with the runtime's own decoding loop (omr.autoregressive) and must
+read the same greedy tokens as PyTorch. --staves adds labelled staves from a data folder
+(omr-synth's, mono or --poly) to the verification's own.
 
 fp32 is the model the runtime ships (`omr.Recognizer` reads it); fp16 halves the file and
 suits GPUs and mobile accelerators; int8 quantizes the LSTM and MatMul weights (dynamic
@@ -13,22 +20,24 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 import onnx
 import torch
-from omr_export.common import cli_errors, output_path, wrote
+from omr_export.common import chosen_staves, cli_errors, output_path, staves_option, wrote
 from omr_export.spec import Exportable, graph_path, load
 from omr_export.verify import (
     FP32,
     REDUCED,
     Report,
+    Stave,
     VerificationError,
     Verifier,
     onnx_runner,
+    reference_runner,
     require,
-    torch_runner,
 )
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -125,8 +134,9 @@ def verify_onnx(path: Path, ex: Exportable, precision: str,
     if (info.vocab, info.input_height, info.width_stride, info.staff_fraction) != \
             (spec.vocab, spec.input_height, spec.width_stride, spec.staff_fraction):
         raise VerificationError(f"{path}: metadata differs from the checkpoint's")
-    verifier = verifier or Verifier(spec, torch_runner(ex.model))
-    report = verifier.check(path.name, onnx_runner(path), FP32 if precision == "fp32" else REDUCED)
+    verifier = verifier or Verifier(spec, reference_runner(ex))
+    report = verifier.check(path.name, onnx_runner(path, spec=spec),
+                            FP32 if precision == "fp32" else REDUCED)
     click.echo(str(report))
     require(report)
     return report
@@ -142,9 +152,10 @@ def onnx_paths(checkpoint: Path, output: Path | None,
     return {p: base.with_name(stem + SUFFIXES[p]) for p in precisions}
 
 
-def export_all(ex: Exportable, paths: dict[str, Path]) -> list[Path]:
+def export_all(ex: Exportable, paths: dict[str, Path],
+               staves: Sequence[Stave] | None = None) -> list[Path]:
     """Each precision written and verified; fp16 and int8 start from the fp32 graph."""
-    verifier = Verifier(ex.spec, torch_runner(ex.model))
+    verifier = Verifier(ex.spec, reference_runner(ex), staves)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_fp32(ex, paths.get("fp32") or Path(tmp) / "fp32.onnx")
         for precision, out in paths.items():
@@ -152,7 +163,8 @@ def export_all(ex: Exportable, paths: dict[str, Path]) -> list[Path]:
                 export_fp16(ex, fp32, out)
             elif precision == "int8":
                 export_int8(ex, fp32, out)
-            wrote(out, f"ONNX {precision}, opset {OPSET}, {ex.spec.name} {ex.spec.version}")
+            wrote(out, f"ONNX {precision}, opset {OPSET}, {ex.spec.name} {ex.spec.version}",
+                  list(graph_files(ex, out).values())[1:])
             verify_onnx(out, ex, precision, verifier)
     return list(paths.values())
 
@@ -163,13 +175,15 @@ def export_all(ex: Exportable, paths: dict[str, Path]) -> list[Path]:
               show_default=True, help="Which model(s) to write.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Where to write (with 'all': the fp32 file; the others go beside it).")
+@staves_option
 @cli_errors
-def main(checkpoint: Path, precision: str, output: Path | None) -> None:
+def main(checkpoint: Path, precision: str, output: Path | None, staves: tuple[str, ...],
+         limit: int) -> None:
     """Export CHECKPOINT to ONNX and verify each model against PyTorch."""
     torch.set_num_threads(2)
     ex = load(checkpoint)
     precisions = PRECISIONS if precision == "all" else (precision,)
-    export_all(ex, onnx_paths(checkpoint, output, precisions))
+    export_all(ex, onnx_paths(checkpoint, output, precisions), chosen_staves(ex, staves, limit))
 
 
 if __name__ == "__main__":

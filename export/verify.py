@@ -39,7 +39,7 @@ class Stave:
     name: str
     pixels: np.ndarray  # uint8 gray at the model's input height, paper white
     tokens: tuple[str, ...] | None  # ground truth, where known
-    source: str  # "camera-primus/clean", "camera-primus/distorted" or "generated"
+    source: str  # "camera-primus/clean", "camera-primus/distorted", "folder/NAME" or "generated"
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class Verifier:
         chosen = real or labelled  # real staves when there are any: they are the bar
         ser_ref = self._ser(ref_ids, chosen)
         ser_got = self._ser(got_ids, chosen)
-        where = f"{len(chosen)} {'camera-primus' if real else 'generated'} staves"
+        where = f"{len(chosen)} staves of {', '.join(sorted({self.staves[k].source for k in chosen}))}"
         differing = [self.staves[k].name for k in range(len(got_ids)) if ref_ids[k] != got_ids[k]]
         problems = _problems(tolerance, max(diffs), differing, ser_ref, ser_got)
         widths = [s.pixels.shape[1] for s in self.staves]
@@ -276,6 +276,26 @@ def real_staves(height: int, folder: Path | None = None,
                 gray = cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)
                 crop = normalize_staff_crop(gray, height, fraction)
                 out.append(Stave(f"{s.id}/{variant}", crop, s.tokens, f"camera-primus/{variant}"))
+    return out
+
+
+def folder_staves(folder: Path, spec: ModelSpec, limit: int = 100) -> list[Stave]:
+    """The first `limit` labelled staves of a data folder (omr-synth's layout, mono or --poly),
+    in training's clean view, named by their folder's name; a staff too wide for the model is
+    left out, since its label would not all be on the crop."""
+    import cv2
+    from omr_train.augment import AugmentOptions, augment
+    from omr_train.dataset import read_folder
+
+    out = []
+    for s in read_folder(folder):
+        if len(out) >= limit:
+            break
+        gray = cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE)
+        crop = augment(gray, spec.input_height, None, AugmentOptions(strength=0.0),
+                       spec.staff_fraction)
+        if crop.shape[1] <= spec.max_width:
+            out.append(Stave(f"{folder.name}/{s.id}", crop, tuple(s.tokens), f"folder/{folder.name}"))
     return out
 
 
