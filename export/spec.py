@@ -97,6 +97,10 @@ class ModelSpec:
     def graphs(self) -> tuple[Graph, ...]:
         return (Graph("model", "", (INPUT,), (OUTPUT,), self.dynamic_axes),)
 
+    def axis_range(self, axis: str, max_batch: int) -> tuple[int, int]:
+        """The sizes a dynamic axis may take, for formats that need bounds (Core ML)."""
+        return {"N": (1, max_batch), "W": (self.min_width, self.max_width)}[axis]
+
     def dummy_inputs(self, graph: str) -> tuple[torch.Tensor, ...]:
         return (self.dummy_input(),)
 
@@ -226,6 +230,11 @@ class Seq2SeqSpec(ModelSpec):
 
     def positions(self, width: int) -> int:
         return 1 + self.rows * (width // self.width_stride)
+
+    def axis_range(self, axis: str, max_batch: int) -> tuple[int, int]:
+        return {"N": (1, max_batch), "W": (self.min_width, self.max_width),
+                "S": (self.positions(self.min_width), self.positions(self.max_width)),
+                "T": (0, self.max_seq_len - 1)}[axis]
 
     @property
     def graphs(self) -> tuple[Graph, ...]:
