@@ -1,14 +1,17 @@
 """PDF pages rendered to grayscale images with PDFium (pypdfium2), one page at a time.
 
-The resolution: 300 dpi, the resolution printed music is scanned at and the one the staff
-finder was measured at (the engine's pages are A4 at 2480 pixels wide). A staff space of
-normal print (1.2 to 2.3 mm) is then 14 to 27 pixels and its lines 1 to 2 pixels thick, so the
-crops the model reads are cut from a page finer than the model's own input (about 7 pixels a
-space) and thin lines stay whole; at 150 dpi the smallest print's lines fall below a pixel.
-Detection reduces the page to about 10 pixels a space itself. A page whose declared size is
-odd (a scan saved at one point per pixel is a metre tall) is rendered with its long side kept
-between MIN_SIDE and MAX_SIDE pixels: a page of music is a page, whatever the PDF says it
-measures.
+The resolution: 200 dpi, the lowest at which the smallest normal print is never enlarged.
+Printed staff spaces run from 1.2 to 2.3 mm; at 200 dpi the smallest is 9.4 pixels, about the
+10 pixels a space the staff finder works at, and above the 7.2 that the model's input gives a
+space (a 96-pixel crop, the staff over 0.30 of it), so both only ever reduce the page. At
+150 dpi the smallest print falls under the model's scale. On eight engraved A4 pages embedded
+at 300 dpi (1,399 tokens, the packaged model; `python benchmarks/bench_pdf_dpi.py`), SER is
+1.57 / 2.00 / 1.79 % rendered at 150 / 200 / 300 dpi, and 1.57 / 1.64 / 1.79 % with every
+page in the smallest print (`--space-mm 1.2`): the same within noise, while 300 dpi has 2.25
+times the pixels of 200 to render, hold and crop from (1.1 to 1.2 times the time a page, on
+a loaded machine). A page whose declared size is odd (a scan saved at one point per
+pixel is a metre tall) is rendered with its long side kept between MIN_SIDE and MAX_SIDE
+pixels: a page of music is a page, whatever the PDF says it measures.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from .image import ImageError
 
-DPI = 300.0
+DPI = 200.0
 MIN_SIDE = 2000  # pixels: a page declared tiny is still read at a useful size
 MAX_SIDE = 4200  # pixels: 12 megapixels at A4's shape, the size of a phone's photo
 POINTS_PER_INCH = 72.0
