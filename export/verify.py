@@ -301,7 +301,7 @@ def folder_staves(folder: Path, spec: ModelSpec, limit: int = 100) -> list[Stave
 
 def generated_staves(spec: ModelSpec, count: int = 6, seed: int = 7) -> list[Stave]:
     """Engraved staves with their tokens, plus cut and tiled ones at edge-case widths."""
-    engraved = (_engraved(spec.input_height, spec.staff_fraction, count, seed)
+    engraved = (engraved_staves(spec.input_height, spec.staff_fraction, count, seed)
                 or _drawn(spec.input_height, spec.staff_fraction, count, seed))
     first = engraved[0].pixels
     tiled = np.hstack([s.pixels for s in engraved])
@@ -313,7 +313,7 @@ def generated_staves(spec: ModelSpec, count: int = 6, seed: int = 7) -> list[Sta
     return engraved + cut
 
 
-def _engraved(height: int, fraction: float, count: int, seed: int) -> list[Stave]:
+def engraved_staves(height: int, fraction: float, count: int, seed: int) -> list[Stave]:
     try:
         from omr_train.augment import AugmentOptions, augment
         from omr_train.synth.engrave import Engraver
