@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from omr.parts import arrange
 from omr.semantic import notes_from_tokens, write
 from omr.writers import musicxml, page_musicxml
+from omr_train.musicxml_read import music21_notes
 from omr_train.synth.mei import close_ties
 from omr_train.synth.music import semantic_tokens
 from omr_train.synth.procedural import random_snippet
@@ -50,32 +51,6 @@ def test_musicxml_reads_back_as_the_same_notes(seed):
 
 # Chords, voices and systems -------------------------------------------------------------------
 
-def read_back(xml: str) -> list[tuple[float, int, float, int]]:
-    """(onset, pitch, duration, staff) of every note music21 reads, tied notes merged note by
-    note (music21's stripTies ties a whole chord when one of its notes is tied)."""
-    score = music21.converter.parse(xml, format="musicxml")
-    out: list[tuple[float, int, float, int]] = []
-    for k, part in enumerate(score.parts):
-        held: dict[int, int] = {}
-        for n in part.flatten().notes:
-            if n.duration.isGrace:
-                continue
-            onset, length = float(n.getOffsetInHierarchy(part)), float(n.quarterLength)
-            for p in n.pitches:
-                tie = n.getTie(p) if n.isChord else n.tie
-                kind = tie.type if tie is not None else None
-                if kind in ("stop", "continue") and p.midi in held:
-                    first = out[held[p.midi]]
-                    out[held[p.midi]] = (first[0], first[1], onset + length - first[0], k)
-                    if kind == "stop":
-                        del held[p.midi]
-                    continue
-                out.append((onset, p.midi, length, k))
-                if kind == "start":
-                    held[p.midi] = len(out) - 1
-    return sorted(out)
-
-
 def arranged(systems) -> list[tuple[float, int, float, int]]:
     return sorted((n.onset, n.pitch, n.duration, n.part) for n in arrange(systems).notes)
 
@@ -89,7 +64,7 @@ SHORT = ["clef-F4", "keySignature-DM", "timeSignature-2/4", "note-D3_quarter", "
                                      [[RIGHT, LEFT, SHORT]], [[RIGHT], [RIGHT, LEFT]]],
                          ids=["staff", "grand", "grand-misread", "three-parts", "mixed"])
 def test_music21_reads_back_chords_voices_and_systems(systems):
-    assert read_back(page_musicxml(systems)) == arranged(systems)
+    assert music21_notes(page_musicxml(systems)) == arranged(systems)
 
 
 def test_a_grand_staff_is_one_part_with_two_staves():
@@ -118,4 +93,4 @@ def systems(draw):
 @settings(max_examples=60, deadline=None)
 @given(systems())
 def test_music21_reads_back_random_voices_on_every_staff(page):
-    assert read_back(page_musicxml(page)) == arranged(page)
+    assert music21_notes(page_musicxml(page)) == arranged(page)
