@@ -39,6 +39,13 @@ def soundfont() -> Path:
     return path
 
 
+def require() -> None:
+    """Fail before any input is read when the synthesizer or its SoundFont is missing."""
+    if importlib.util.find_spec("midirenderer") is None:
+        raise AudioError(_MISSING)
+    soundfont()
+
+
 def render_wav(midi: bytes) -> bytes:
     """A 48 kHz stereo 16-bit WAV of `midi`, as long as the MIDI itself."""
     try:

@@ -84,6 +84,7 @@ class Reader:
                                      decoding=DecodeOptions(paint_clef=not options.keep_clef))
 
     def __call__(self, job: Job, data: bytes | None = None) -> Outcome:
+        from .audio import AudioError
         from .image import ImageError
         from .recognize import ModelError
 
@@ -92,7 +93,7 @@ class Reader:
             return self._read(job, data, clock)
         except ModelError:
             raise
-        except (ImageError, ValueError, OSError) as err:
+        except (ImageError, ValueError, OSError, AudioError) as err:
             message = error_message(err)
         except MemoryError:
             message = "out of memory"

@@ -66,13 +66,21 @@ def cli(inputs: tuple[str, ...], output: str | None, fmt: str, pages: str | None
     entries = expand(inputs)
     if not entries:
         _setup_error(f"no images or PDFs in {', '.join(inputs)}")
-    several = len(entries) > 1 or jobs > 1 or any(Path(i).is_dir() for i in inputs if i != STDIO)
+    several = inputs != (STDIO,) and (len(entries) > 1 or jobs > 1 or any(
+        Path(i).is_dir() for i in inputs if i != STDIO))
     if STDIO in inputs and len(inputs) > 1:
         _setup_error("- (standard input) must be the only input")
     if output == STDIO and several and fmt != "jsonl":
         _setup_error("-o - writes one result: give one input, or use --format jsonl")
     if play and several:
         _setup_error("--play plays one input")
+    if fmt == "wav" or play:
+        from .audio import AudioError, require
+
+        try:
+            require()
+        except AudioError as err:
+            _setup_error(str(err))
     options = ReadOptions(fmt, model, device, staff, keep_clef, pages, tempo, program,
                           _threads(jobs), preview)
     try:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import click
 
+from .audio import AudioError
 from .batch import Job, ReadOptions, SetupError
 
 _MISSING = "Ray batches need the [cluster] extra: pip install 'omr-midi[cluster]'"
@@ -118,6 +119,10 @@ def cli(inputs: tuple[str, ...], output: str, workers: int, address: str | None,
     from .batch import expand, plan
 
     try:
+        if fmt == "wav":
+            from .audio import require
+
+            require()  # before Ray starts: a missing extra is one line
         planned = plan(expand(inputs), output, fmt)
         Path(output).mkdir(parents=True, exist_ok=True)
         todo = [j for j in planned if force or not Path(j.target).exists()]
@@ -125,7 +130,7 @@ def cli(inputs: tuple[str, ...], output: str, workers: int, address: str | None,
         start(address, workers)
         rows = run_ray(todo, ReadOptions(fmt, model, pages=pages, tempo=tempo,
                                          program=program), workers)
-    except (SetupError, OSError) as err:
+    except (SetupError, OSError, AudioError) as err:
         click.echo(f"omr-cluster: error: {err}", err=True)
         sys.exit(2)
     except Exception as err:  # noqa: BLE001 - Ray wraps an actor's setup failure in its own types
