@@ -37,7 +37,7 @@ def arm(pages: Path, out: Path, jobs: int, model: str | None, ray: bool = False)
     shutil.rmtree(out, ignore_errors=True)
     if ray:
         command = [sys.executable, "-m", "omr.cluster", str(pages), "-o", str(out),
-                   "--workers", str(jobs), "--local"]
+                   "--workers", str(jobs)]  # a local instance of `jobs` CPUs
     else:
         command = [sys.executable, "-m", "omr.cli", str(pages), "-o", str(out),
                    "--jobs", str(jobs)]
