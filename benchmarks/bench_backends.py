@@ -2,6 +2,14 @@
 
     python benchmarks/bench_backends.py models/crnn.pt [--batch 16] [--latency-staves 40]
         [--repeats 3] [--threads 2] [--out benchmarks/results]
+    python benchmarks/bench_backends.py runs/tromr/best.pt [--steps 40] [--page 10]
+    python benchmarks/bench_backends.py --random tromr-paper --steps 40   # speed alone
+
+A TrOMR checkpoint (or --random PRESET: its sizes, random weights) is measured on PyTorch
+eager, TorchScript and ONNX Runtime fp32 and int8, every one decoding greedily with its KV
+cache through the runtime's loop (omr.autoregressive). Its table adds the page figure: a
+--page-staff page (10) read as one batch, per staff. --steps N fixes every decode at N tokens
+(EOS ignored until then), so that random weights decode a realistic length.
 
 Exports the checkpoint to TorchScript, ONNX fp32/fp16/int8 (and Core ML on macOS) in a
 temporary folder, then measures each backend in a fresh subprocess, one after the other in
@@ -31,6 +39,7 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 INT8_BAR = 0.6
+PAGE_BAR_MS = 60.0  # issue 22: TrOMR on ORT with the KV cache, per staff of a 10-staff page
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class Measurement:
     ser_clean: float | None  # percent
     ser_distorted: float | None
     error: str = ""
+    page_ms: float | None = None  # TrOMR: per staff, a --page-staff page read as one batch
 
 
 # --- the worker: one backend, one fresh process ------------------------------------------------
@@ -109,6 +119,102 @@ def _batch(crops: list[np.ndarray], height: int, stride: int) -> tuple[np.ndarra
     return batch, width
 
 
+def _seq2seq(backend: str, artifact: str, threads: int):
+    """TrOMR's two graphs on one backend behind omr.autoregressive's Seq2Seq protocol."""
+    if backend.startswith("onnxruntime"):
+        from omr import autoregressive as ar
+        from omr_export.verify import onnx_session
+
+        decoder = artifact.removesuffix(".onnx") + ".decoder.onnx"
+        return ar.OnnxSeq2Seq(onnx_session(Path(artifact), threads),
+                              onnx_session(Path(decoder), threads))
+    import torch
+    from omr_export.verify import TorchSeq2Seq
+
+    torch.set_num_threads(threads)
+    if backend == "torchscript":
+        from omr_export.to_torchscript import load_torchscript
+
+        decoder = artifact.removesuffix(".torchscript.pt") + ".decoder.torchscript.pt"
+        spec = _spec_of(artifact)
+        return TorchSeq2Seq(load_torchscript(Path(artifact))[0],
+                            load_torchscript(Path(decoder))[0], spec)
+    from omr_export.spec import load
+
+    ex = load(Path(artifact))  # eager: the model's own modules, in its encode/decode order
+    return TorchSeq2Seq(ex.parts["encoder"], ex.parts["decoder"], ex.spec)
+
+
+def _spec_of(artifact: str):
+    """The spec that the parent saved beside the staves (TorchScript files carry no config)."""
+    import pickle
+
+    return pickle.loads((Path(artifact).parent / "spec.pickle").read_bytes())
+
+
+def tromr_worker(args: argparse.Namespace, meta: dict, crops: list[np.ndarray]) -> None:
+    from omr import autoregressive as ar
+    from omr_train.metrics import score
+
+    if args.backend.startswith("onnxruntime"):
+        import onnxruntime  # noqa: F401 - the baseline includes the library, not the model
+    else:
+        import torch  # noqa: F401
+    info = ar.Seq2SeqInfo.from_metadata(meta["metadata"])
+    stride, max_width = meta["width_stride"], int(meta["metadata"]["max_width"])
+    options = ar.DecodingOptions(max_length=args.steps, min_length=args.steps)
+    baseline = _vm("VmRSS")
+    model = _seq2seq(args.backend, args.artifact, args.threads)
+
+    def read(group: list[np.ndarray]) -> list[ar.Reading]:
+        batch, widths = ar.batch(group, stride, max_width)
+        return ar.greedy(model, info, batch, widths, options)
+
+    read(crops[:2])  # warm-up: first-run allocations and kernel selection
+    latency_set = [k for k, s in enumerate(meta["staves"]) if s["latency"]]
+    times = []
+    for _ in range(args.repeats):
+        for k in latency_set:
+            start = time.perf_counter()
+            read([crops[k]])
+            times.append(time.perf_counter() - start)
+    # A page: the first --page real staves (or every stave, repeated) as one batch.
+    page = [crops[k % len(crops)] for k in range(args.page)]
+    page_times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        read(page)
+        page_times.append(time.perf_counter() - start)
+    decoded: dict[int, list[str]] = {}
+    start = time.perf_counter()
+    for group in _groups(meta, args.batch):
+        for k, reading in zip(group, read([crops[k] for k in group])):
+            decoded[k] = reading.tokens(info.vocab)
+    elapsed = time.perf_counter() - start
+
+    def ser(variant: str) -> float | None:
+        pairs = [(decoded[k], s["tokens"]) for k, s in enumerate(meta["staves"])
+                 if s["variant"] == variant]
+        return 100 * score(pairs).ser if pairs else None
+
+    peak = _vm("VmHWM")
+    print(json.dumps({"p50_ms": 1000 * float(np.percentile(times, 50)),
+                      "p90_ms": 1000 * float(np.percentile(times, 90)),
+                      "throughput": len(crops) / elapsed, "peak_mib": peak,
+                      "model_mib": peak - baseline, "ser_clean": ser("clean"),
+                      "ser_distorted": ser("distorted"),
+                      "page_ms": 1000 * float(np.median(page_times)) / args.page}))
+
+
+def _groups(meta: dict, batch: int) -> list[list[int]]:
+    """Folder order, one variant at a time, as omr-eval batches them."""
+    groups = []
+    for variant in dict.fromkeys(s["variant"] for s in meta["staves"]):
+        same = [k for k, s in enumerate(meta["staves"]) if s["variant"] == variant]
+        groups += [same[i:i + batch] for i in range(0, len(same), batch)]
+    return groups
+
+
 def worker(args: argparse.Namespace) -> None:
     from omr.decode import greedy_decode
     from omr.vocab import Vocabulary
@@ -117,8 +223,11 @@ def worker(args: argparse.Namespace) -> None:
     meta = json.loads((Path(args.data) / "staves.json").read_text())
     pixels = np.load(Path(args.data) / "staves.npz")
     crops = [pixels[str(k)] for k in range(len(meta["staves"]))]
+    if meta["family"] == "tromr":
+        tromr_worker(args, meta, crops)
+        return
     height, stride = meta["input_height"], meta["width_stride"]
-    vocab = Vocabulary(tuple(meta["vocab"]))
+    vocab = Vocabulary.from_json(meta["vocab"])
     if args.backend.startswith("onnxruntime"):
         import onnxruntime  # noqa: F401 - the baseline includes the library, not the model
     elif args.backend != "coreml":
@@ -140,10 +249,7 @@ def worker(args: argparse.Namespace) -> None:
             times.append(time.perf_counter() - start)
 
     # Folder order, one variant at a time, as omr-eval batches them: the SER here is omr-eval's.
-    groups = []
-    for variant in dict.fromkeys(s["variant"] for s in meta["staves"]):
-        same = [k for k, s in enumerate(meta["staves"]) if s["variant"] == variant]
-        groups += [same[i:i + args.batch] for i in range(0, len(same), args.batch)]
+    groups = _groups(meta, args.batch)
     decoded: dict[int, list[str]] = {}
     start = time.perf_counter()
     for group in groups:
@@ -181,13 +287,21 @@ def _cuda_sync(backend: str):
 def export_all(checkpoint: Path, folder: Path) -> tuple[object, dict[str, tuple[str, Path]]]:
     """Every artifact of the checkpoint, in `folder`; backend -> (device, file)."""
     import torch
-    from omr_export.spec import load
+    from omr_export.spec import Seq2SeqSpec, load
     from omr_export.to_onnx import export_fp16, export_fp32, export_int8
     from omr_export.to_torchscript import export_torchscript
 
     torch.set_num_threads(2)
     ex = load(checkpoint)
     fp32 = export_fp32(ex, folder / "model.onnx")
+    if isinstance(ex.spec, Seq2SeqSpec):  # the formats issue 22 asks of TrOMR, on the CPU
+        import pickle
+
+        (folder / "spec.pickle").write_bytes(pickle.dumps(ex.spec))
+        return ex, {"pytorch": ("cpu", checkpoint),
+                    "torchscript": ("cpu", export_torchscript(ex, folder / "model.torchscript.pt")),
+                    "onnxruntime-fp32": ("cpu", fp32),
+                    "onnxruntime-int8": ("cpu", export_int8(ex, fp32, folder / "model.int8.onnx"))}
     backends = {
         "pytorch": ("cpu", checkpoint),
         "torchscript": ("cpu", export_torchscript(ex, folder / "model.torchscript.pt")),
@@ -208,18 +322,24 @@ def export_all(checkpoint: Path, folder: Path) -> tuple[object, dict[str, tuple[
     return ex, backends
 
 
-def prepare_staves(ex, folder: Path, latency_staves: int) -> dict:
-    """Real staves (both variants) and generated ones, saved for the workers to share."""
+def prepare_staves(ex, folder: Path, latency_staves: int, ser_staves: int = 0) -> dict:
+    """Real staves (both variants) and generated ones, saved for the workers to share;
+    `ser_staves`: an even spread of that many incipits, in both variants (0: all)."""
     from omr_export.verify import generated_staves, real_staves
 
     real = real_staves(ex.spec.input_height, fraction=ex.spec.staff_fraction)
+    if ser_staves:
+        half = len(real) // 2  # clean, then distorted, incipit for incipit
+        keep = list(range(0, half, max(1, half // ser_staves)))[:ser_staves]
+        real = [real[k] for k in keep] + [real[half + k] for k in keep]
     generated = [s for s in generated_staves(ex.spec) if s.tokens is not None]
     staves = real + generated
     # Latency on an even spread of real staves plus every generated one.
     step = max(1, len(real) // max(1, latency_staves))
     chosen = set(range(0, len(real), step)[:latency_staves]) | set(range(len(real), len(staves)))
     meta = {"input_height": ex.spec.input_height, "width_stride": ex.spec.width_stride,
-            "vocab": list(ex.spec.vocab.tokens), "staves": [
+            "vocab": ex.spec.vocab.to_json(), "family": ex.spec.family,
+            "metadata": ex.spec.metadata(), "staves": [
                 {"name": s.name, "tokens": list(s.tokens or ()), "latency": k in chosen,
                  "variant": s.source.removeprefix("camera-primus/")}
                 for k, s in enumerate(staves)]}
@@ -233,10 +353,14 @@ def measure(backend: str, device: str, artifact: Path, data: Path, args) -> Meas
 
     cmd = [sys.executable, __file__, "--worker", backend, "--artifact", str(artifact),
            "--data", str(data), "--threads", str(args.threads), "--batch", str(args.batch),
-           "--repeats", str(args.repeats)]
+           "--repeats", str(args.repeats), "--steps", str(args.steps), "--page", str(args.page)]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    size = size_of(artifact) / 2 ** 20
+    # TrOMR's decoder file lies beside its encoder's: the model's size is both.
+    decoder = {".onnx": ".decoder.onnx", ".torchscript.pt": ".decoder.torchscript.pt"}
+    siblings = [artifact.with_name(artifact.name.removesuffix(a) + b)
+                for a, b in decoder.items() if artifact.name.endswith(a)]
+    size = sum(size_of(p) for p in [artifact, *siblings] if p.exists()) / 2 ** 20
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         return Measurement(backend, device, size, math.nan, math.nan, math.nan, math.nan,
@@ -273,17 +397,23 @@ def machine() -> dict[str, str]:
 def report(results: list[Measurement], info: dict, spec, args, staves: dict) -> str:
     real = sum(s["variant"] in ("clean", "distorted") for s in staves["staves"])
     latency = sum(s["latency"] for s in staves["staves"])
+    seq2seq = staves["family"] == "tromr"
+    steps = (f"every decode fixed at {args.steps} tokens" if args.steps else
+             "each staff decoded to its EOS")
+    how = (f"TrOMR, greedy with the KV cache through omr.autoregressive on every backend, "
+           f"{steps}; page: {args.page} staves read as one batch, median of {args.repeats}, "
+           f"per staff. " if seq2seq else "")
     lines = [f"# Backends: {spec.name} {spec.version}", "",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Machine: "
              + "; ".join(f"{k} {v}" for k, v in info.items()) + ".", "",
-             (f"Threads per CPU backend: {args.threads}. Latency: batch 1, {args.repeats} passes "
+             (f"{how}Threads per CPU backend: {args.threads}. Latency: batch 1, {args.repeats} passes "
               f"over {latency} staves (real and generated). Throughput: "
-              f"{len(staves['staves'])} staves in folder-order batches of {args.batch}. SER: {real} camera-primus staves (greedy CTC, no "
-              f"repair). Peak: VmHWM of the backend's own process; model: its rise once the "
+              f"{len(staves['staves'])} staves in folder-order batches of {args.batch}. SER: {real} "
+              f"camera-primus staves (greedy, no repair). Peak: VmHWM of the backend's own process; model: its rise once the "
               f"libraries were imported."), "",
              ("| backend | device | file MiB | p50 ms | p90 ms | staves/s | peak MiB | model MiB "
-              "| SER clean % | SER distorted % |"),
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| SER clean % | SER distorted % |" + (" page ms/staff |" if seq2seq else "")),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if seq2seq else "")]
     for m in results:
         if m.error:
             lines.append(f"| {m.backend} | {m.device} | {m.file_mib:.2f} | failed: {m.error} "
@@ -292,7 +422,8 @@ def report(results: list[Measurement], info: dict, spec, args, staves: dict) -> 
         ser = [f"{v:.2f}" if v is not None else "-" for v in (m.ser_clean, m.ser_distorted)]
         lines.append(f"| {m.backend} | {m.device} | {m.file_mib:.2f} | {m.p50_ms:.1f} | "
                      f"{m.p90_ms:.1f} | {m.throughput:.1f} | {m.peak_mib:.0f} | {m.model_mib:.0f} "
-                     f"| {ser[0]} | {ser[1]} |")
+                     f"| {ser[0]} | {ser[1]} |"
+                     + (f" {m.page_ms:.1f} |" if m.page_ms is not None else ""))
     busy = os.getloadavg()[0] - (os.cpu_count() or 1)
     if busy > 0.5:
         lines += ["", (f"The machine was busy (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
@@ -305,6 +436,11 @@ def report(results: list[Measurement], info: dict, spec, args, staves: dict) -> 
         verdict = "PASS" if ratio <= INT8_BAR else "FAIL"
         lines += ["", (f"ONNX Runtime int8 / PyTorch eager latency p50: {ratio:.2f} "
                        f"(bar {INT8_BAR}): {verdict}")]
+    for name in ("onnxruntime-fp32", "onnxruntime-int8"):
+        if seq2seq and name in by and by[name].page_ms is not None:
+            verdict = "PASS" if by[name].page_ms <= PAGE_BAR_MS else "FAIL"
+            lines.append(f"{name}: {by[name].page_ms:.1f} ms a staff on a {args.page}-staff page "
+                         f"(bar {PAGE_BAR_MS} ms): {verdict}")
     return "\n".join(lines) + "\n"
 
 
@@ -340,6 +476,13 @@ def main() -> None:
     parser.add_argument("--latency-staves", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3, help="passes over the latency staves")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--ser-staves", type=int, default=0,
+                        help="camera-primus incipits read for throughput and SER (0: all)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="TrOMR: fix every decode at this many tokens (0: to each EOS)")
+    parser.add_argument("--page", type=int, default=10, help="TrOMR: staves on the page")
+    parser.add_argument("--random", metavar="PRESET",
+                        help="TrOMR: this preset with random weights instead of a checkpoint")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     parser.add_argument("--artifact", help=argparse.SUPPRESS)
@@ -349,17 +492,19 @@ def main() -> None:
         args.backend = args.worker
         worker(args)
         return
-    if args.checkpoint is None:
+    if args.checkpoint is None and not args.random:
         parser.error("give the checkpoint to benchmark, e.g. models/crnn.pt")
     from omr_export.spec import ExportError
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.random:
+            args.checkpoint = random_tromr(args.random, folder / f"{args.random}.pt")
         try:
             ex, backends = export_all(args.checkpoint, folder)
         except ExportError as err:
             sys.exit(f"error: {err}")
-        staves = prepare_staves(ex, folder, args.latency_staves)
+        staves = prepare_staves(ex, folder, args.latency_staves, args.ser_staves)
         info = machine()
         results = []
         for backend, (device, artifact) in backends.items():
@@ -367,13 +512,31 @@ def main() -> None:
             results.append(measure(backend, device, artifact, folder, args))
     text = report(results, info, ex.spec, args, staves)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "backends.md").write_text(text)
-    (args.out / "backends.json").write_text(json.dumps(
-        {"machine": info, "results": [asdict(m) for m in results]}, indent=1))
+    # The CRNN's files keep their names; TrOMR's are named for the preset.
+    stem = "backends" if ex.spec.family == "crnn" else f"backends-{ex.spec.name}" + (
+        "-random" if args.random else "")
+    (args.out / f"{stem}.md").write_text(text)
+    (args.out / f"{stem}.json").write_text(json.dumps(
+        {"machine": info, "args": {k: str(v) for k, v in vars(args).items()},
+         "results": [asdict(m) for m in results]}, indent=1))
     title = f"{ex.spec.name}: {info['cpu']}, {args.threads} threads"
-    chart(results, title, args.out / "backends.png")
+    chart(results, title, args.out / f"{stem}.png")
     print(text)
-    print(f"wrote {args.out / 'backends.md'}, backends.png, backends.json")
+    print(f"wrote {args.out / stem}.md, .png, .json")
+
+
+def random_tromr(preset: str, path: Path) -> Path:
+    """A checkpoint of the preset's sizes with random weights and the grammar's vocabulary:
+    what speed depends on, with no training run needed."""
+    import torch
+    from omr.vocab import FactorVocabulary
+    from omr_train import checkpoint, tromr
+
+    torch.manual_seed(0)
+    vocab = FactorVocabulary.from_labels([], grammar=True)
+    cfg = tromr.configure(tromr.PRESETS[preset], vocab)
+    checkpoint.save(path, tromr.build(cfg).eval(), cfg, vocab, step=0)
+    return path
 
 
 if __name__ == "__main__":

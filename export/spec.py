@@ -302,7 +302,10 @@ class TraceableEncoder(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.m = model
+        # The encoder's parts and the decoder's cross-attention, not the whole model: a
+        # TorchScript file keeps every parameter its module holds, used or not.
+        self.m = _Parts(model, ("stem", "patch", "cls", "enc_pos", "encoder", "enc_norm"))
+        self.cross = torch.nn.ModuleList(block.cross_attn for block in model.decoder)
         self.rows, self.max_cols = model.cfg.grid
         self.sw = model.cfg.stride[1]
 
@@ -321,7 +324,8 @@ class TraceableEncoder(torch.nn.Module):
         mask = mask[:, None, None, :]
         for block in m.encoder:
             x = block(x, mask)
-        cross = m.cross_cache(m.enc_norm(x))
+        memory = m.enc_norm(x)
+        cross = [attn.keys_values(memory) for attn in self.cross]  # TrOMR.cross_cache
         additive = torch.where(mask, 0.0, MASKED)  # the decoder adds it to its attention scores
         return (additive, *(t for kv in cross for t in kv))
 
@@ -331,7 +335,9 @@ class TraceableDecoder(torch.nn.Module):
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
-        self.m = model
+        self.m = _Parts(model, ("rhythm_emb", "pitch_emb", "lift_emb", "dec_pos", "decoder",
+                                "dec_norm", "to_rhythm", "to_pitch", "to_lift", "to_note"))
+        self.decode = type(model).decode  # the model's own step, run on its decoder's parts
         self.layers = model.cfg.decoder_depth
 
     def forward(self, rhythm: torch.Tensor, pitch: torch.Tensor, lift: torch.Tensor,
@@ -339,9 +345,18 @@ class TraceableDecoder(torch.nn.Module):
         n = self.layers
         cross = [(cache[2 * i], cache[2 * i + 1]) for i in range(n)]
         past = [(cache[2 * n + 2 * i], cache[2 * n + 2 * i + 1]) for i in range(n)]
-        logits, present = self.m.decode(rhythm, pitch, lift, cross, memory_mask, past)
+        logits, present = self.decode(self.m, rhythm, pitch, lift, cross, memory_mask, past)
         heads = (logits.rhythm[:, -1], logits.pitch[:, -1], logits.lift[:, -1])
         return (*heads, *(t for kv in present for t in kv))
+
+
+class _Parts(torch.nn.Module):
+    """Some of a model's modules and parameters, shared (not copied), under their own names."""
+
+    def __init__(self, model: torch.nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        for name in names:
+            setattr(self, name, getattr(model, name))
 
 
 LOADERS: dict[str, Callable[[Path, dict], Exportable]] = {CRNN_FORMAT: _crnn, TROMR_FORMAT: _tromr}
