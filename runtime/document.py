@@ -93,13 +93,19 @@ def _read_pdf(recognizer: Recognizer, name: str, data: bytes, single_staff: bool
     read = []
     clock = time.perf_counter()
     for page in pdf.render_pages(data, pages):
+        label = f"{name}#page={page.number}"
+        if page.gray is None:
+            read.append(Page(label, None, page.error))
+            continue
         shown = preview.with_name(f"{preview.stem}-p{page.number}.png") if preview else None
-        read.append(_read_page(recognizer, f"{name}#page={page.number}", page.gray, single_staff,
-                               clock, shown, strict=False))
+        read.append(_read_page(recognizer, label, page.gray, single_staff, clock, shown,
+                               strict=False))
         clock = time.perf_counter()
     scores = [p.score for p in read if p.score is not None]
     if not scores:
-        raise StaffError(f"no staff found on any of its {len(read)} page{'s' * (len(read) != 1)}")
+        plural = "s" * (len(read) != 1)
+        raise StaffError(f"no staff found on any of its {len(read)} page{plural} "
+                         f"({read[0].label.rsplit('#', 1)[1]}: {read[0].error})")
     return Document(name, merge(scores), tuple(read))
 
 

@@ -37,7 +37,8 @@ class PdfError(ImageError):
 @dataclass(frozen=True)
 class PdfPage:
     number: int  # 1-based, as a reader counts them
-    gray: np.ndarray  # 8-bit grayscale, paper white
+    gray: np.ndarray | None  # 8-bit grayscale, paper white; None when the page is broken
+    error: str | None = None  # why a broken page could not be rendered
 
 
 def is_pdf(data: bytes) -> bool:
@@ -70,7 +71,10 @@ def render_pages(data: bytes, pages: str | None = None, dpi: float = DPI) -> Ite
     document = _open(data)
     try:
         for number in parse_pages(pages, len(document)):
-            yield PdfPage(number, _render(document[number - 1], dpi, number))
+            try:  # a damaged page costs only itself
+                yield PdfPage(number, _render(_page(document, number), dpi, number))
+            except PdfError as err:
+                yield PdfPage(number, None, str(err))
     finally:
         document.close()
 
@@ -104,6 +108,15 @@ def _open(data: bytes):
         document.close()
         raise PdfError("PDF has no pages")
     return document
+
+
+def _page(document, number: int):
+    import pypdfium2 as pdfium
+
+    try:
+        return document[number - 1]
+    except pdfium.PdfiumError as err:
+        raise PdfError(f"page {number} is broken (PDFium cannot load it)") from err
 
 
 def _render(page, dpi: float, number: int) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import io
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -132,6 +133,20 @@ def test_pages_without_staves_are_skipped_with_a_warning(tmp_path, engraved):
     skipped = [line for line in result.stderr.splitlines() if "skipped" in line]
     assert len(skipped) == 2 and "#page=1" in skipped[0] and "#page=3" in skipped[1]
     assert len(json.loads(listing.read_text())["staves"]) == STAFF_COUNTS[0]
+
+
+def test_a_broken_page_costs_only_itself(tmp_path, engraved):
+    whole = pdf_of(engraved[0][:2] + [engraved[0][0]])
+    second = [m.start() for m in re.finditer(rb"/Type/Page\b", whole)][1]
+    path = tmp_path / "damaged.pdf"
+    path.write_bytes(whole[:second] + b"/Type/Xage" + whole[second + 10:])  # same length
+    result = run(str(path), "--format", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [len(r["staves"]) for r in records] == [STAFF_COUNTS[0], 0, STAFF_COUNTS[0]]
+    assert "page 2 is broken" in records[1]["error"]
+    assert [line for line in result.stderr.splitlines() if "skipped" in line] == [
+        f"omr-run: warning: {path}#page=2: skipped: page 2 is broken (PDFium cannot load it)"]
 
 
 def _bad_pdfs(tmp_path: Path, good: bytes) -> dict[str, Path]:
