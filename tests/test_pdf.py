@@ -186,3 +186,26 @@ def test_pdf_on_standard_input_writes_midi_to_standard_output(score_pdf):
     assert result.exit_code == 0, result.stderr
     midi = mido.MidiFile(file=io.BytesIO(result.stdout_bytes))
     assert sum(m.type == "note_on" for t in midi.tracks for m in t) > 10
+
+
+def test_damaged_pdfs_give_pdf_errors_or_pages_never_anything_else():
+    from omr.pdf import render_pages
+
+    page = np.full((400, 300), 255, np.uint8)
+    page[100:102, 20:280] = 0
+    good = pdf_of([page, page])
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(150):
+        data = bytearray(good)
+        for _ in range(int(rng.integers(1, 20))):
+            data[int(rng.integers(0, len(data)))] = int(rng.integers(0, 256))
+        if rng.random() < 0.3:
+            data = data[:int(rng.integers(10, len(data)))] + b"\n%%EOF\n"
+        try:
+            for rendered in render_pages(bytes(data), dpi=50):
+                assert (rendered.gray is None) != (rendered.error is None)
+                seen.add("page" if rendered.error is None else "broken page")
+        except PdfError:
+            seen.add("error")
+    assert seen == {"page", "broken page", "error"}
