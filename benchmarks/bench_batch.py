@@ -7,7 +7,9 @@ The pages are the staff benchmark's (training/staff_eval.write_pages: engraved b
 photographed at 3 to 12 megapixels), made once under data/bench-batch/ and reused. Each arm is
 the real command in its own process, reading into a fresh output folder (so nothing is skipped);
 the arms alternate (sequential, pool, pool, sequential) so that a change in the machine's load
-during the run falls on both. --ray adds the Ray Data arm (omr.cluster, a local instance with
+during the run falls on both. On a machine that other work shares, wall time measures the
+share of the cores the run got (Linux gives each session an equal share), so the run also
+counts CPU seconds a page per thread (/proc) and estimates the ratio on idle cores from them. --ray adds the Ray Data arm (omr.cluster, a local instance with
 J CPUs) and checks that its outputs are the same bytes as the sequential ones.
 """
 
@@ -51,6 +53,45 @@ def arm(pages: Path, out: Path, jobs: int, model: str | None, ray: bool = False)
     return seconds
 
 
+def thread_seconds(folder: Path, threads: int | None, model: str | None, count: int = 10) -> dict:
+    """CPU seconds a page, of the main thread and of all threads, reading `count` pages in a
+    fresh process with `threads` intra-op threads (None: the sequential loop's default).
+
+    CPU time is counted only while a thread runs, so it holds on a loaded machine where wall
+    time does not: on idle cores the sequential loop takes at least its main thread's time a
+    page (the ONNX Runtime and OpenCV threads help only inside their parallel regions), and J
+    single-thread workers that scale perfectly read J pages in one worker's total time."""
+    probe = f"""
+import glob, json, os, sys, warnings
+warnings.simplefilter("ignore")
+import cv2
+from omr.batch import Reader, ReadOptions, Job
+threads = {threads!r}
+if threads:
+    cv2.setNumThreads(threads)
+read = Reader(ReadOptions(model={model!r}, threads=threads))
+pages = sorted(glob.glob({str(folder / "*")!r}))[:{count}]
+read(Job(pages[0], None))
+def cpu():
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {{}}
+    for t in os.listdir("/proc/self/task"):
+        f = open(f"/proc/self/task/{{t}}/stat").read().rsplit(")", 1)[1].split()
+        out[int(t)] = (int(f[11]) + int(f[12])) / tick
+    return out
+before = cpu()
+for p in pages:
+    read(Job(p, None))
+after = cpu()
+main = after[os.getpid()] - before.get(os.getpid(), 0)
+total = sum(v - before.get(t, 0) for t, v in after.items())
+print(json.dumps({{"main": main / len(pages), "all": total / len(pages)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout)
+
+
 def outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.mid"))}
 
@@ -85,6 +126,14 @@ def main() -> None:
               "seconds": times, "pages_per_s": rate,
               "ratio": rate["pool"] / rate["sequential"], "same_bytes": same,
               "load_after": os.getloadavg()[0]}
+    if sys.platform.startswith("linux"):  # per-thread CPU time from /proc
+        seq_cpu = thread_seconds(pages, None, args.model)
+        one_cpu = thread_seconds(pages, 1, args.model)
+        result["cpu_seconds_a_page"] = {"sequential": seq_cpu, "one_thread_worker": one_cpu}
+        # An estimate from CPU time, not a timing: the sequential loop at its floor (its main
+        # thread's time), the workers scaling perfectly.
+        result["ratio_on_idle_cores_from_cpu_time"] = min(
+            args.jobs, args.jobs * seq_cpu["main"] / one_cpu["all"])
     if args.ray:
         ray_out = args.data / "out-ray"
         print(f"ray (--workers {args.jobs}):")
@@ -94,6 +143,9 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     print(f"pages/s: sequential {rate['sequential']:.3f}, --jobs {args.jobs} {rate['pool']:.3f}: "
           f"{result['ratio']:.2f}x (same bytes: {same})")
+    if "ratio_on_idle_cores_from_cpu_time" in result:
+        print(f"estimated from CPU time a page, on idle cores: "
+              f"{result['ratio_on_idle_cores_from_cpu_time']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 
