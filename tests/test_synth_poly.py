@@ -125,6 +125,9 @@ def test_a_sample_has_one_crop_a_staff_inside_its_system_image(cache):
         assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
     first, second = (b["box"] for b in s.meta["staves"])
     assert second[1] > first[3]  # the bass staff under the treble staff
+    for staff in s.meta["staves"]:  # a crop's staff spans the stored fraction, as a melody's
+        assert staff["box"][3] - staff["box"][1] == pytest.approx(
+            160 * s.meta["style"]["fraction"], abs=1.0)
     spans = s.meta["measures"]
     assert [m["tokens"][0][1] for m in spans][-1] == len(s.tokens[0])
     assert all(len(m["tokens"]) == 2 for m in spans)
