@@ -204,3 +204,12 @@ def test_random_two_voice_rhythms_play_as_labelled():
             mei = system_mei(system, PolyClutter(), rng)
             assert verovio_disagreement(engraver, mei, system) is None, k
     assert checked > 100
+
+
+def test_a_forced_font_changes_the_font_alone(cache):
+    pools = _everywhere(cache)
+    for i in range(10):
+        plain = draw_poly(i, PolyOptions(seed=6), pools)
+        held = draw_poly(i, PolyOptions(seed=6, font=HELD_OUT_FONT), pools)
+        assert held.style.font == HELD_OUT_FONT and held.mei == plain.mei
+        assert held.style == plain.style.__class__(**{**plain.style.to_dict(), "font": HELD_OUT_FONT})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .engrave import FONTS
 from .generate import (
     SPLITS,
     SynthOptions,
@@ -32,13 +33,13 @@ def _init(cache_dir: str, seed: int) -> None:
     _state["opt"] = SynthOptions(seed=seed)
 
 
-def _init_poly(cache_dir: str, seed: int) -> None:
+def _init_poly(cache_dir: str, seed: int, font: str = "") -> None:
     from .engrave import Engraver
     from .system import PolyOptions, load_poly_pools
 
     _state["pools"] = load_poly_pools(Path(cache_dir))
     _state["engraver"] = Engraver()
-    _state["opt"] = PolyOptions(seed=seed)
+    _state["opt"] = PolyOptions(seed=seed, font=font)
 
 
 def _job_poly(args: tuple[str, int]) -> tuple[int, str | None]:
@@ -94,8 +95,11 @@ def write_manifest(out: Path, count: int) -> int:
 @click.option("--poly", is_flag=True,
               help="Chords, two voices a staff and grand staves (chorales, quartets, piano "
                    "pieces, piano textures): COUNT systems of one or two staves each.")
+@click.option("--font", type=click.Choice(FONTS), default=None,
+              help="With --poly: engrave every system in this font, all else as drawn (with "
+                   "--split test and the held-out font: that split in the unseen font alone).")
 def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus: bool,
-         max_seconds: float, only: str | None, poly: bool) -> None:
+         max_seconds: float, only: str | None, poly: bool, font: str | None) -> None:
     """Engrave COUNT labelled staves into OUT (resumable; same seed, same dataset)."""
     from rich.progress import (
         BarColumn,
@@ -105,6 +109,8 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
         TimeRemainingColumn,
     )
 
+    if font and not poly:
+        raise click.ClickException("--font is for --poly sets")
     out.mkdir(parents=True, exist_ok=True)
     if poly:
         if no_corpus:
@@ -120,8 +126,9 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
     failed = 0
     columns = (TextColumn("engraving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     init, job = (_init_poly, _job_poly) if poly else (_init, _job)
-    with Progress(*columns) as bar, ProcessPoolExecutor(
-            workers, initializer=init, initargs=(str(cache) if not no_corpus else "/nonexistent", seed)) as pool:
+    initargs = (str(cache) if not no_corpus else "/nonexistent", seed) + ((font or "",) if poly else ())
+    with Progress(*columns) as bar, ProcessPoolExecutor(workers, initializer=init,
+                                                        initargs=initargs) as pool:
         task = bar.add_task("engraving", total=len(wanted), completed=len(wanted) - len(todo))
         start = time.monotonic()
         for index, err in pool.map(job, [(str(out), i) for i in todo], chunksize=16):

@@ -54,6 +54,7 @@ class PolyOptions:
     grand_share: float = 0.6  # whole grand staves; the others are one staff of one
     max_measures: int = 5
     only: str = ""  # one kind alone ("quartet", "texture/alberti"), for the checks
+    font: str = ""  # every sample in this font (a held-out-font test set of the same systems)
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,8 @@ def draw_poly(index: int, opt: PolyOptions, pools) -> Drawn:
     if system is None:
         raise ValueError(f"no polyphonic source for the {split} split (build the cache)")
     style = RenderStyle.random(rng, FONTS if split == "test" else TRAIN_FONTS)
+    if opt.font:  # after the draw, so that everything else about the sample stays as it was
+        style = replace(style, font=opt.font)
     clutter = PolyClutter.random(rng)
     return Drawn(split, system, style, clutter, system_mei(system, clutter, rng))
 
