@@ -4,7 +4,8 @@
     python export/to_onnx.py models/crnn.pt [--precision fp32|fp16|int8|all]
     python export/to_coreml.py models/crnn.pt [--fp32]
 
-`spec` describes a model for export (names, dynamic axes, dummy input, metadata), one
-description per model family; `verify` runs every artifact against PyTorch on the same staves
+Each takes a CRNN or a TrOMR checkpoint (TrOMR: an encoder file and a decoder file beside
+it, X.decoder.*). `spec` describes a model for export (its graphs' names, dynamic axes, dummy
+inputs, metadata), one description per model family; `verify` runs every artifact against PyTorch on the same staves
 and fails loudly on a mismatch; `common` holds what the three scripts share.
 """

@@ -2,8 +2,11 @@
 
 Modelled on Hugging Face optimum's `OnnxConfig`: input and output names, dynamic axes, dummy
 inputs and the metadata that travels with the artifact live here once. The TorchScript, ONNX
-and Core ML exporters and the verification all read them from a `ModelSpec`, so TrOMR plugs
-in by adding one loader to `LOADERS`, keyed by its checkpoint format.
+and Core ML exporters and the verification all read them from a `ModelSpec`, one loader in
+`LOADERS` per checkpoint format: the CRNN is one graph; TrOMR (`Seq2SeqSpec`) is an encoder
+and a decoder with its KV cache, as optimum exports an encoder-decoder, each a `Graph` the
+exporters loop over. A third model plugs in with a loader and, if it decodes differently,
+a runner in verify.py.
 """
 
 from __future__ import annotations
