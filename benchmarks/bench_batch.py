@@ -65,11 +65,11 @@ def thread_seconds(folder: Path, threads: int | None, model: str | None, count: 
 import glob, json, os, sys, warnings
 warnings.simplefilter("ignore")
 import cv2
-from omr.batch import Reader, ReadOptions, Job
+from omr.batch import Converter, ReadOptions, Job
 threads = {threads!r}
 if threads:
     cv2.setNumThreads(threads)
-read = Reader(ReadOptions(model={model!r}, threads=threads))
+read = Converter(ReadOptions(model={model!r}, threads=threads))
 pages = sorted(glob.glob({str(folder / "*")!r}))[:{count}]
 read(Job(pages[0], None))
 def cpu():

@@ -67,8 +67,9 @@ class Outcome:
     score: object = field(default=None, compare=False)  # what was read, for --play
 
 
-class Reader:
-    """One worker's model and the function that turns one input into its output's bytes."""
+class Converter:
+    """One worker's model and the function that turns one input into its output's bytes
+    (the model's own decoding interface is omr.readers.Reader)."""
 
     def __init__(self, options: ReadOptions) -> None:
         from .decode import DecodeOptions
@@ -203,20 +204,20 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run(jobs: Sequence[Job], options: ReadOptions, workers: int = 1,
-        reader: Callable[[ReadOptions], Reader] = Reader) -> Iterator[Outcome]:
+        converter: Callable[[ReadOptions], Converter] = Converter) -> Iterator[Outcome]:
     """Every job's outcome, as each finishes: in this process for one worker, else in a pool
-    of `workers` processes (`reader` makes each worker's Reader)."""
+    of `workers` processes (`converter` makes each worker's Converter)."""
     if workers <= 1 or len(jobs) <= 1:
-        yield from _sequential(jobs, options, reader)
+        yield from _sequential(jobs, options, converter)
     else:
-        yield from _pool(jobs, options, min(workers, len(jobs)), reader)
+        yield from _pool(jobs, options, min(workers, len(jobs)), converter)
 
 
-def _sequential(jobs, options: ReadOptions, reader) -> Iterator[Outcome]:
+def _sequential(jobs, options: ReadOptions, converter) -> Iterator[Outcome]:
     from .recognize import ModelError
 
     try:
-        read = reader(options)
+        read = converter(options)
         for job in jobs:
             yield read(job)
     except ModelError as err:
@@ -230,14 +231,14 @@ class _Worker:
     job: Job | None = None
 
 
-def _pool(jobs, options: ReadOptions, workers: int, reader) -> Iterator[Outcome]:
+def _pool(jobs, options: ReadOptions, workers: int, converter) -> Iterator[Outcome]:
     context = mp.get_context("spawn")  # a fork would copy the parent's threads and locks
     pending = deque(jobs)
     pool: list[_Worker] = []
 
     def start() -> _Worker:
         parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(child, options, reader), daemon=True)
+        process = context.Process(target=_serve, args=(child, options, converter), daemon=True)
         process.start()
         child.close()
         return _Worker(process, parent)
@@ -307,13 +308,13 @@ def _stop(pool: list[_Worker]) -> None:
             worker.process.join()
 
 
-def _serve(conn: Connection, options: ReadOptions, reader) -> None:
+def _serve(conn: Connection, options: ReadOptions, converter) -> None:
     """A worker: build the model once, then read whatever the parent sends until None."""
     from .recognize import ModelError
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        read = reader(options)
+        read = converter(options)
     except ModelError as err:
         conn.send(("setup", str(err)))
         return

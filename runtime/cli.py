@@ -137,14 +137,14 @@ def _single(name: str, output: str | None, options: ReadOptions, play: bool) -> 
 
 
 def _read_stdin(job: Job, options: ReadOptions) -> Outcome:
-    from .batch import Reader, error_message
+    from .batch import Converter, error_message
     from .document import load_bytes
     from .image import ImageError
     from .recognize import ModelError
 
     try:
         data = load_bytes(STDIO)
-        return Reader(options)(job, data)
+        return Converter(options)(job, data)
     except ModelError as err:
         raise SetupError(str(err)) from err
     except ImageError as err:

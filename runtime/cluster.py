@@ -3,7 +3,7 @@
     python -m omr.cluster /shared/scans -o /shared/midi --workers 32
 
 The input paths become a Ray Dataset; `map_batches` runs a pool of actors, one a worker, each
-holding one model (batch.Reader, the same one `omr-run --jobs` uses, so the bytes written are
+holding one model (batch.Converter, the same one `omr-run --jobs` uses, so the bytes written are
 the same); each actor writes its results atomically into the output folder, which every node
 must see at the same path (NFS, a mounted bucket). Outputs that exist are skipped unless
 --force, so a run that was stopped resumes. Inside `ray job submit` the job joins its cluster
@@ -37,13 +37,13 @@ def _ray():
     return ray
 
 
-class RayReader:
+class RayConverter:
     """One actor: its model, and the function Ray Data maps over batches of paths."""
 
     def __init__(self, options: ReadOptions) -> None:
-        from .batch import Reader
+        from .batch import Converter
 
-        self.read = Reader(options)
+        self.read = Converter(options)
 
     def __call__(self, batch: dict) -> dict:
         from .batch import write_result
@@ -75,7 +75,7 @@ def run_ray(jobs: Sequence[Job], options: ReadOptions, workers: int) -> list[dic
     rows = [{"name": j.name, "target": j.target} for j in jobs]
     # A block per job, so that the actors share the work out however the pages' sizes vary.
     data = ray.data.from_items(rows, override_num_blocks=len(rows))
-    read = data.map_batches(RayReader, batch_size=1, num_cpus=1,
+    read = data.map_batches(RayConverter, batch_size=1, num_cpus=1,
                             compute=ray.data.ActorPoolStrategy(size=workers),
                             fn_constructor_kwargs={"options": replace(options, threads=1)})
     order = {j.name: k for k, j in enumerate(jobs)}

@@ -116,12 +116,12 @@ def test_broken_model_stops_every_worker_with_one_line(library, tmp_path):
 
 
 class _Crashing:
-    """A worker's reader that dies by a real signal on inputs named crash-*."""
+    """A worker's converter that dies by a real signal on inputs named crash-*."""
 
     def __init__(self, options: ReadOptions) -> None:
-        from omr.batch import Reader
+        from omr.batch import Converter
 
-        self.read = Reader(options)
+        self.read = Converter(options)
 
     def __call__(self, job: Job):
         if Path(job.name).name.startswith("crash-"):
