@@ -94,6 +94,13 @@ def test_three_page_pdf_becomes_one_midi_with_every_staff_in_page_order(tmp_path
     forward = difflib.SequenceMatcher(None, played, _pitches(expected)).ratio()
     assert forward > 0.9 > difflib.SequenceMatcher(None, played, _pitches(backwards)).ratio()
     assert len(mido.MidiFile(str(midi)).tracks) >= 1
+    # The MusicXML holds the same piece: a pitched <note> for every note the MIDI plays.
+    xml = tmp_path / "score.musicxml"
+    assert run(str(score_pdf), "--format", "musicxml", "-o", str(xml)).exit_code == 0
+    text = xml.read_text()
+    pitched = sum(1 for n in text.split("<note>")[1:] if "<pitch>" in n and "<tie type=\"stop"
+                  not in n and "<grace/>" not in n)
+    assert pitched == len(played)
 
 
 def test_pages_option_reads_only_those_pages(tmp_path, score_pdf):
