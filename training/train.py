@@ -221,6 +221,9 @@ class CTC:
     def start_from(self, model, init: dict, rank: int) -> None:
         _start_from(model, init, rank)
 
+    def start_stem(self, model, path: str, rank: int) -> None:
+        raise click.ClickException("--stem-from starts a TrOMR stem; a CRNN starts with --init")
+
 
 class Seq2Seq(CTC):
     """TrOMR: teacher forcing on (rhythm, pitch, lift) triples, the heads' losses plus the
