@@ -130,26 +130,14 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
         out = model.step({**{name: last[:, j:j + 1] for j, name in enumerate(TOKENS)},
                           **encoded, **past})
         lr, lp, ll = (np.asarray(out[name], np.float32) for name in LOGITS)
-        masked = lr.copy()
-        masked[:, :bos + 1] = -np.inf  # PAD and BOS are never a target
-        if step < options.min_length:
-            masked[:, eos] = -np.inf
-        rhythm_lp = _log_softmax(masked)
-        r = masked.argmax(-1)
-        p = lp[:, 1:].argmax(-1) + 1  # NONE left out: a note has a pitch
-        q = ll[:, 1:].argmax(-1) + 1
-        note = is_note[r]
-        score = rhythm_lp[np.arange(len(r)), r] + np.where(
-            note, _log_softmax(lp[:, 1:])[np.arange(len(p)), p - 1]
-            + _log_softmax(ll[:, 1:])[np.arange(len(q)), q - 1], 0.0)
-        p, q = np.where(note, p, 0), np.where(note, q, 0)
+        r, p, q, score, prob = _choose(lr, lp, ll, is_note, bos, eos, step >= options.min_length)
         for j, i in enumerate(rows):
             scores[i].append(float(score[j]))
             if options.keep_logits:
                 logits[i].append(np.concatenate([lr[j], lp[j], ll[j]]))
             if r[j] != eos:
                 tokens[i].append((int(r[j]), int(p[j]), int(q[j])))
-                probs[i].append(float(np.exp(rhythm_lp[j, r[j]])))
+                probs[i].append(float(prob[j]))
         going = r != eos
         if not going.any():
             break
@@ -163,6 +151,25 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
             past = {k: v[going] for k, v in present.items()}
     return [_reading(tokens[i], scores[i], probs[i], logits[i] if options.keep_logits else None)
             for i in range(n)]
+
+
+def _choose(lr: np.ndarray, lp: np.ndarray, ll: np.ndarray, is_note: np.ndarray, bos: int,
+            eos: int, may_end: bool) -> tuple[np.ndarray, ...]:
+    """The greedy triple of each row (omr_train.tromr._choose), its log-probability and its
+    rhythm's probability; NONE (id 0) as the pitch and lift of what is not a note."""
+    masked = lr.copy()
+    masked[:, :bos + 1] = -np.inf  # PAD and BOS are never a target
+    if not may_end:
+        masked[:, eos] = -np.inf
+    rhythm_lp = _log_softmax(masked)
+    rows = np.arange(len(lr))
+    r = masked.argmax(-1)
+    p = lp[:, 1:].argmax(-1) + 1  # NONE left out: a note has a pitch
+    q = ll[:, 1:].argmax(-1) + 1
+    note = is_note[r]
+    score = rhythm_lp[rows, r] + np.where(note, _log_softmax(lp[:, 1:])[rows, p - 1]
+                                          + _log_softmax(ll[:, 1:])[rows, q - 1], 0.0)
+    return r, np.where(note, p, 0), np.where(note, q, 0), score, np.exp(rhythm_lp[rows, r])
 
 
 def _reading(tokens: list[tuple[int, int, int]], scores: list[float], probs: list[float],
