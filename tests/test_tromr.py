@@ -200,3 +200,19 @@ def test_a_mix_reads_every_folder_and_validates_on_each(data, tmp_path):
     sets = [read_folder(data)[:3], read_folder(copy)[:1]]
     picked = _val_mix(sets, 3)
     assert picked[:2] == [sets[0][0], sets[1][0]] and picked[2] == sets[0][1]
+
+
+def test_the_paper_stem_patches_the_staff_16_pixels_square():
+    vocab = FactorVocabulary.from_labels([POLY])
+    paper = tromr.PRESETS["tromr-paper"]
+    assert paper.stride == (16, 16) and paper.grid == (8, 80)
+    cfg = replace(tromr.configure(paper, vocab), stem_channels=(8, 16, 16, 32), stem_layers=(1, 1, 1),
+                  dim=32, heads=2, encoder_depth=1, decoder_depth=1)
+    model = tromr.build(cfg).eval()
+    memory, mask = model.encode(torch.zeros(2, 1, 128, 250), torch.tensor([250, 100]))
+    assert memory.shape == (2, 1 + 8 * 16, 32)  # 250 px: 16 columns of patches, 8 rows
+    assert mask[1, 0, 0].view(-1)[1:].view(8, 16)[:, :7].all()  # 100 px: 7 columns
+    assert not mask[1, 0, 0].view(-1)[1:].view(8, 16)[:, 7:].any()
+    t = tromr.targets([vocab.encode(POLY[:4])] * 2)
+    out = model(torch.zeros(2, 1, 128, 250), torch.tensor([250, 100]), t.rhythm_in, t.pitch_in, t.lift_in)
+    assert out.rhythm.shape == (2, 5, vocab.sizes[0]) and out.note.shape == (2, 5, 2)
