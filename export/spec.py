@@ -59,6 +59,8 @@ class Graph:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     dynamic_axes: dict[str, dict[int, str]]
+    # Nodes whose names hold one of these stay float in int8 (to_onnx.export_int8).
+    keep_float: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -248,7 +250,10 @@ class Seq2SeqSpec(ModelSpec):
         decoder = Graph("decoder", ".decoder", (*TOKENS, MASK, *cross, *past), (*LOGITS, *present),
                         {k: {0: "N"} for k in (*TOKENS, *LOGITS)} | memory
                         | {k: {0: "N", 2: "T"} for k in past}
-                        | {k: {0: "N", 2: "T+1"} for k in present})
+                        | {k: {0: "N", 2: "T+1"} for k in present},
+                        # The heads make every step's choice: quantized, they flipped tokens
+                        # on 1 of 16 staves more than left float (tiny cost: dim x classes).
+                        keep_float=("to_rhythm", "to_pitch", "to_lift"))
         return encoder, decoder
 
     def dummy_inputs(self, graph: str, batch: int = 2, past: int = 3,

@@ -99,8 +99,10 @@ def export_int8(ex: Exportable, fp32: Path, out: Path) -> Path:
     try:
         for graph in ex.spec.graphs:
             src, dst = graph_path(fp32, graph.suffix), graph_path(out, graph.suffix)
+            keep = [n.name for n in onnx.load(str(src)).graph.node
+                    if any(k in n.name for k in graph.keep_float)] if graph.keep_float else []
             quantize_dynamic(str(src), str(dst), op_types_to_quantize=QUANTIZED_OPS,
-                             weight_type=QuantType.QInt8)
+                             weight_type=QuantType.QInt8, nodes_to_exclude=keep)
             model = onnx.load(str(dst))
             _set_metadata(model, ex, "int8", out)
             onnx.save(model, str(dst))

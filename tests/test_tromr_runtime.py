@@ -137,6 +137,8 @@ def test_int8_quantizes_both_graphs_and_names_its_own_decoder(exportable, verifi
     for name in ("tromr.int8.onnx", "tromr.int8.decoder.onnx"):
         model = onnx.load(str(tmp_path / name))
         assert "MatMulInteger" in {n.op_type for n in model.graph.node}, name
+        heads = {n.op_type for n in model.graph.node if "to_rhythm" in n.name}
+        assert not heads & {"MatMulInteger", "DynamicQuantizeLinear"}, name  # heads stay float
         meta = {p.key: p.value for p in model.metadata_props}
         assert meta["precision"] == "int8" and meta["model_family"] == "tromr"
     first = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
