@@ -81,27 +81,33 @@ def _beat(time: str | None) -> float:
     return 1.0
 
 
-def _beam_groups(events: tuple[Event, ...], beat: float) -> list[list[int]]:
-    """Indices of beamable notes that share a beat, two or more to a group."""
+def beam_groups(lengths: list[float], beamable: list[bool], beat: float) -> list[list[int]]:
+    """Indices of beamable notes (or chords) that share a beat, two or more to a group;
+    `lengths` in quarter notes, one per event."""
     groups: list[list[int]] = []
     current: list[int] = []
     current_beat = -1
     onset = 0.0
-    for i, e in enumerate(events):
+    for i, (length, can) in enumerate(zip(lengths, beamable)):
         b = int(onset // beat + 1e-9)
-        beamable = e.kind == "note" and not e.grace and e.quarters < 1.0 - 1e-9
-        if beamable and (b == current_beat or not current):
+        if can and (b == current_beat or not current):
             current.append(i)
             current_beat = b
         else:
             if len(current) > 1:
                 groups.append(current)
-            current = [i] if beamable else []
+            current = [i] if can else []
             current_beat = b
-        onset += e.quarters
+        onset += length
     if len(current) > 1:
         groups.append(current)
     return groups
+
+
+def _beam_groups(events: tuple[Event, ...], beat: float) -> list[list[int]]:
+    return beam_groups([e.quarters for e in events],
+                       [e.kind == "note" and not e.grace and e.quarters < 1.0 - 1e-9
+                        for e in events], beat)
 
 
 class _Writer:

@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .mei import DYNAMICS, MEI_ACCID, MEI_DUR, TEMPI, _beat, _staff_def
+from .mei import DYNAMICS, MEI_ACCID, MEI_DUR, TEMPI, _beat, _staff_def, beam_groups
 from .music import key_alter
 from .poly import Address, Measure, PolyStaff, Slot, System, tie_targets
 
@@ -64,26 +64,8 @@ def _shown_accidentals(m: Measure, key: int, tied_in: set[tuple[int, int, int]])
 
 
 def _beam_groups(voice: tuple[Slot, ...], beat: float) -> list[list[int]]:
-    """Indices of beamable chords that share a beat, two or more to a group."""
-    groups: list[list[int]] = []
-    current: list[int] = []
-    current_beat = -1
-    onset = 0.0
-    for i, s in enumerate(voice):
-        b = int(onset // beat + 1e-9)
-        beamable = not s.is_rest and s.quarters < 1.0 - 1e-9
-        if beamable and (b == current_beat or not current):
-            current.append(i)
-            current_beat = b
-        else:
-            if len(current) > 1:
-                groups.append(current)
-            current = [i] if beamable else []
-            current_beat = b
-        onset += s.quarters
-    if len(current) > 1:
-        groups.append(current)
-    return groups
+    return beam_groups([s.quarters for s in voice],
+                       [not s.is_rest and s.quarters < 1.0 - 1e-9 for s in voice], beat)
 
 
 class _PolyWriter:
