@@ -84,18 +84,21 @@ class _Work:
 
 def detect_staves(gray: np.ndarray) -> list[DetectedStaff]:
     """Every five-line staff on the page, in reading order (top to bottom)."""
-    return _detect(gray, 0) or _detect(gray, max(8, round(MARGIN * max(gray.shape))))
+    return (_detect(gray, 0) or _detect(gray, max(8, round(MARGIN * max(gray.shape))))
+            or _detect(gray, 0, space_factor=2.0))
 
 
-def _detect(gray: np.ndarray, margin: int) -> list[DetectedStaff]:
-    """The staves found with `margin` pixels of paper added round the page. A tight crop cut
-    at its top or bottom line shows that line only with paper beyond it; on a whole page the
-    margin's edge against grey paper or a desk would be ink to the threshold, so it is tried
-    only where nothing is found without it."""
+def _detect(gray: np.ndarray, margin: int, space_factor: float = 1.0) -> list[DetectedStaff]:
+    """The staves found with `margin` pixels of paper added round the page, and the staff
+    space measured times `space_factor`. A tight crop cut at its top or bottom line shows that
+    line only with paper beyond it; on a whole page the margin's edge against grey paper or a
+    desk would be ink to the threshold, so it is tried only where nothing is found without it.
+    Where tiny print is blurred its lines vanish in the threshold and the space is measured on
+    beams and noteheads, about half the lines' pitch: a last try doubles it."""
     if margin:
         gray = cv2.copyMakeBorder(gray, margin, margin, margin, margin, cv2.BORDER_CONSTANT,
                                   value=_paper_level(gray))
-    work = _working_frame(gray)
+    work = _working_frame(gray, space_factor)
     if work is None:
         return []
     if margin:
@@ -211,9 +214,11 @@ def _start_at(staff: DetectedStaff, x: float, space: float) -> DetectedStaff:
                    bottoms=(bottom, *bottoms[keep].tolist()), left=x)
 
 
-def _working_frame(gray: np.ndarray) -> _Work | None:
+def _working_frame(gray: np.ndarray, space_factor: float = 1.0) -> _Work | None:
     scale = min(1.0, WORK_SIZE / max(gray.shape))
     small, binary, space = _reduced(gray, scale)
+    if space is not None:
+        space *= space_factor
     # Work where a staff space is about 10 pixels: small print in a 3-megapixel photo needs
     # more than the long side at WORK_SIZE, large print much less (and is faster).
     if space is not None and (space < 7 and scale < 1.0 or space > 14):
