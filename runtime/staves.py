@@ -753,8 +753,8 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
             lo, hi = max(0, drift - 1 + SHIFT), min(2 * SHIFT, drift + 1 + SHIFT)
             best = lo + int(np.argmax(hits[lo:hi + 1, k]))
             if hits[best, k] >= 4:
-                inked = _inked_lines(raw, blocks) if inked is None else inked
-                if not inked[best, k]:
+                inked = _ink_profile(raw, blocks) if inked is None else inked
+                if not _inked(*inked, best - SHIFT, k):
                     if dark is None:
                         if gray is None:
                             gray = cv2.remap(work.gray, *grid, cv2.INTER_LINEAR)
@@ -812,17 +812,19 @@ def _faint_lines(gray: np.ndarray, space: float, depth: float) -> np.ndarray:
     return out
 
 
-def _inked_lines(raw: np.ndarray, n: int) -> np.ndarray:
-    """[drift, block]: whether 4 lines are ink before closing, or ink covers the staff's
-    height (under a sign). Lines that only closing and faint ridges made are checked against
-    the grey page (_dark_lines): a walk out over grainy paper to a dark desk would read a bass
-    clef as a treble one."""
+def _ink_profile(raw: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The unclosed strip's ink per row and block, and the same thickened by a row."""
     ink = cv2.resize(raw.astype(np.float32) / 255.0, (n, raw.shape[0]), interpolation=cv2.INTER_AREA)
-    thick = cv2.dilate(ink, np.ones((3, 1), np.uint8))
-    rows = _LINE_ROWS
-    inked = np.stack([(thick[rows + d] > 0.5).sum(axis=0) for d in _DRIFTS]) >= 4
-    covered = np.stack([ink[rows[0] + d:rows[-1] + d + 1].mean(axis=0) for d in _DRIFTS]) > 0.45
-    return inked | covered
+    return ink, cv2.dilate(ink, np.ones((3, 1), np.uint8))
+
+
+def _inked(ink: np.ndarray, thick: np.ndarray, drift: int, k: int) -> bool:
+    """Whether block k's lines at `drift` are 4 lines of ink before closing, or ink covers the
+    staff's height (under a sign). Lines that only closing and faint ridges made are checked
+    against the grey page (_dark_lines): a walk out over grainy paper to a dark desk would
+    read a bass clef as a treble one."""
+    rows = _LINE_ROWS + drift
+    return bool((thick[rows, k] > 0.5).sum() >= 4 or ink[rows[0]:rows[-1] + 1, k].mean() > 0.45)
 
 
 def _dark_lines(gray: np.ndarray, n: int, depth: float) -> np.ndarray:
