@@ -289,18 +289,21 @@ def _staff_space(binary: np.ndarray) -> float | None:
     closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, np.ones((1, 5), np.uint8))
     strokes = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((1, 15), np.uint8))
     cols = strokes[:, :: max(1, binary.shape[1] // 200)] > 0
-    edges = np.diff(np.pad(cols, ((1, 1), (0, 0))).astype(np.int8), axis=0)
-    every: list[np.ndarray] = []
-    regular: list[np.ndarray] = []
-    for c in range(cols.shape[1]):
-        pitch = np.diff(np.flatnonzero(edges[:, c] == 1))
-        every.append(pitch)
-        if len(pitch) >= 3:
-            runs = np.lib.stride_tricks.sliding_window_view(pitch, 3)
-            agree = runs.max(axis=1) - runs.min(axis=1) <= 1
-            regular.append(runs[agree, 1])
+    # Rising edges of every sampled column at once, column by column (transposed, so that
+    # flatnonzero orders them by column, then row); a pitch is two edges of one column.
+    starts = np.diff(np.pad(cols.T, ((0, 0), (1, 0))).astype(np.int8), axis=1) == 1
+    column, row = np.divmod(np.flatnonzero(starts), starts.shape[1])
+    pitch = np.diff(row)
+    same = column[1:] == column[:-1]
+    every = pitch[same]
+    # Three pitches in a row of one column that agree: the middle one counts.
+    window = same[:-2] & same[1:-1] & same[2:] if len(same) >= 3 else np.zeros(0, bool)
+    runs = np.lib.stride_tricks.sliding_window_view(pitch, 3) if len(pitch) >= 3 \
+        else np.zeros((0, 3), int)
+    agree = window & (runs.max(axis=1) - runs.min(axis=1) <= 1)
+    regular = runs[agree, 1]
     top = binary.shape[0] // 4 + 4
-    for values in (np.concatenate(regular or [np.array([], int)]), np.concatenate(every)):
+    for values in (regular, every):
         values = values[(values >= 4) & (values <= top)]
         if len(values) >= 20:
             counts = np.bincount(values)
