@@ -148,6 +148,16 @@ def test_loss_falls_in_the_training_loop(data, tmp_path):
     with pytest.raises(ValueError, match="not an omr CRNN checkpoint"):
         checkpoint.load_model(run / "best.pt")
 
+    # omr-eval reads a TrOMR checkpoint, side by side with a second model on the same staves
+    # (here itself: greedy reading is deterministic, so the difference is exactly zero).
+    from omr_train.evaluate import main as eval_main
+
+    result = CliRunner().invoke(eval_main, [str(run / "best.pt"), str(data), "--split", "train",
+                                            "--limit", "6", "--against", str(run / "best.pt")])
+    assert result.exit_code == 0, result.output
+    assert "SER" in result.output and "notes, per staff" in result.output
+    assert "difference +0.00 points" in result.output, result.output
+
 
 def test_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
     whole, parts = tmp_path / "whole", tmp_path / "parts"

@@ -86,11 +86,39 @@ class _OnnxModel:
         return self.rec.decode(crops)
 
 
+class _TrOMRTorchModel:
+    """A TrOMR checkpoint, read greedily as the runtime reads its export (no metre check and
+    no clef repainting: those are the CTC reader's)."""
+
+    def __init__(self, path: Path):
+        import torch
+
+        from . import tromr
+        from .checkpoint import load_tromr
+
+        torch.set_num_threads(2)
+        self.torch, self.tromr = torch, tromr
+        self.model, self.cfg, self.vocab, _ = load_tromr(path)
+        self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
+
+    def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
+        batch, widths = collate(crops, self.cfg.max_width)
+        tokens = self.tromr.read(self.model, self.vocab, self.torch.from_numpy(batch),
+                                 self.torch.from_numpy(widths))
+        return [Decoded(t, 1.0, clef=_first_clef(t)) for t in tokens]
+
+
 def load_any(path: Path, decoding: DecodeOptions | None = None):
-    """A checkpoint or an ONNX model, decoded the way `omr-run` decodes (without the repair
-    that makes a staff playable: scores measure what was read)."""
+    """A checkpoint (CRNN or TrOMR) or an ONNX model, decoded the way `omr-run` decodes
+    (without the repair that makes a staff playable: scores measure what was read)."""
     decoding = decoding or DecodeOptions()
-    return _OnnxModel(path, decoding) if path.suffix == ".onnx" else _TorchModel(path, decoding)
+    if path.suffix == ".onnx":
+        return _OnnxModel(path, decoding)
+    from .checkpoint import TROMR_FORMAT, load
+
+    if load(path).get("format") == TROMR_FORMAT:
+        return _TrOMRTorchModel(path)
+    return _TorchModel(path, decoding)
 
 
 def is_synthetic(root: Path) -> bool:
