@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .recognize import Score
+from .vocab import CHORD
 from .writers import write_atomic
 
 
@@ -26,7 +27,7 @@ def draw_preview(gray: np.ndarray, score: Score) -> np.ndarray:
     # warnings number them.
     for k, (staff, colour) in enumerate(zip(score.staves, colours), 1):
         x0, _, _, y1 = staff.bbox
-        label = f"{k}: {staff.confidence:.2f}  " + " ".join(_short(t) for t in staff.tokens)
+        label = f"{k}: {staff.confidence:.2f}  " + _line(staff.tokens)
         _text(page, label, (x0, y1 + int(14 * scale)), 0.45 * scale, colour)
     return page
 
@@ -54,6 +55,25 @@ def save_preview(path: Path, gray: np.ndarray, score: Score) -> None:
 _DURATIONS = {"quadruple_whole": "long", "double_whole": "breve", "whole": "1", "half": "2",
               "quarter": "4", "eighth": "8", "sixteenth": "16", "thirty_second": "32",
               "sixty_fourth": "64", "hundred_twenty_eighth": "128"}
+
+
+def _line(tokens) -> str:
+    """A staff's tokens for the picture, a chord's notes joined by "+" (C4/4+E4/4+G4/4):
+    the chord joiner and the barline are both "|" in the notation, and a reader of the
+    picture must tell them apart at a glance."""
+    words: list[str] = []
+    joined = False
+    for token in tokens:
+        if token == CHORD:
+            joined = True
+            continue
+        word = _short(token)
+        if joined and words:
+            words[-1] += "+" + word
+        else:
+            words.append(word)
+        joined = False
+    return " ".join(words)
 
 
 def _short(token: str) -> str:

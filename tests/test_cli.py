@@ -126,6 +126,14 @@ def test_preview_labels_every_duration_the_same_way():
                                            "C5/breve", "multirest-3", "|"]
 
 
+def test_preview_joins_a_chord_and_keeps_barlines_apart():
+    from omr.preview import _line
+
+    tokens = ["clef-G2", "note-C4_quarter", "|", "note-E4_quarter", "|", "note-G4_half",
+              "note-D4_quarter", "barline", "rest-whole"]
+    assert _line(tokens) == "clef-G2 C4/4+E4/4+G4/2 D4/4 | r/1"
+
+
 def _bad_inputs(tmp_path: Path, page_png: Path) -> dict[str, Path]:
     data = page_png.read_bytes()
     files = {"empty": b"", "not an image": b"hello, this is text\n" * 20,
