@@ -16,6 +16,8 @@ from omr_train.metrics import (
     align,
     edit_distance,
     error_summary,
+    match_notes,
+    measure_note_score,
     normalise,
     score,
     ser_interval,
@@ -120,6 +122,20 @@ def test_a_system_falls_back_into_step_at_each_barline():
     assert staff_note_score(short, STAFF).matched == 2  # the staff alone: the half note is early
     score = system_note_score([short, STAFF], [STAFF, STAFF])
     assert (score.matched, score.reference, score.predicted) == (7, 8, 7)
+
+
+def test_a_misread_duration_costs_its_measure_only_when_scored_by_measure():
+    from omr.parts import arrange
+
+    wrong = [t.replace("note-D4_quarter", "note-D4_half") for t in STAFF]  # measure 1 too long
+    pred, ref = arrange([[wrong], [STAFF]]), arrange([[STAFF], [STAFF]])
+    on_page = match_notes(pred.notes, ref.notes)
+    assert (on_page.matched, on_page.reference) == (3, 8)  # all after the D4 comes late
+    by_measure = measure_note_score(pred, ref)
+    assert (by_measure.matched, by_measure.matched_duration, by_measure.reference) == (8, 7, 8)
+    assert measure_note_score(ref, ref).prf(duration=True) == (1.0, 1.0, 1.0)
+    lost = arrange([[STAFF[:6] + STAFF[7:]], [STAFF]])  # its first barline missed
+    assert measure_note_score(lost, ref).matched < 8  # a lost barline still shifts what follows
 
 
 def test_notes_match_only_on_their_own_staff():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -204,13 +205,37 @@ def match_notes(pred: Iterable, ref: Iterable) -> NoteScore:
     The match is exact, on the notation's own grid: mir_eval's transcription metrics would
     match within tolerance windows in seconds, which in score time (every onset a multiple of
     1/32 of a quarter) finds the same pairs, less plainly."""
-    def key(n) -> tuple[int, int, int, int]:  # a page's note matches only on its own part
+    def key(n) -> tuple[int, ...]:  # a page's note matches only on its own part
         return getattr(n, "part", 0), round(n.onset * GRID), n.pitch, round(n.duration * GRID)
 
-    p, r = Counter(map(key, pred)), Counter(map(key, ref))
-    onsets = sum((Counter(k[:3] for k in p.elements()) & Counter(k[:3] for k in r.elements()))
+    return _match(map(key, pred), map(key, ref))
+
+
+def _match(pred: Iterable[tuple[int, ...]], ref: Iterable[tuple[int, ...]]) -> NoteScore:
+    """Multiset match of note keys whose last field is the duration."""
+    p, r = Counter(pred), Counter(ref)
+    onsets = sum((Counter(k[:-1] for k in p.elements()) & Counter(k[:-1] for k in r.elements()))
                  .values())
     return NoteScore(sum(p.values()), sum(r.values()), onsets, sum((p & r).values()))
+
+
+def measure_note_score(pred, ref) -> NoteScore:
+    """Two arrangements of a page (omr.parts.Arrangement) matched measure by measure: a note's
+    onset counts from the start of its own measure, the measures numbered through the page.
+
+    A page's notes are matched on page time by `match_notes`, where one misread duration moves
+    every later note of its part, to the page's end, and the page scores as if unread. Here it
+    costs its own measure; a lost or an extra barline still shifts what follows it."""
+    def keys(arranged) -> list[tuple[int, ...]]:
+        starts = [m.start for system in arranged.measures for m in system]
+        out = []
+        for n in arranged.notes:
+            k = max(0, bisect.bisect_right(starts, n.onset + 0.5 / GRID) - 1)
+            out.append((n.part, k, round((n.onset - starts[k]) * GRID) if starts else
+                        round(n.onset * GRID), n.pitch, round(n.duration * GRID)))
+        return out
+
+    return _match(keys(pred), keys(ref))
 
 
 def staff_note_score(pred: Sequence[str], ref: Sequence[str], drop_tie: bool = False) -> NoteScore:
