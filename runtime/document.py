@@ -98,8 +98,11 @@ def _read_pdf(recognizer: Recognizer, name: str, data: bytes, single_staff: bool
             read.append(Page(label, None, page.error))
             continue
         shown = preview.with_name(f"{preview.stem}-p{page.number}.png") if preview else None
-        read.append(_read_page(recognizer, label, page.gray, single_staff, clock, shown,
-                               strict=False))
+        done = _read_page(recognizer, label, page.gray, single_staff, clock, shown, strict=False)
+        if done.score is not None:  # each staff says which page its box is on
+            done = replace(done, score=replace(done.score, staves=tuple(
+                replace(s, page=page.number) for s in done.score.staves)))
+        read.append(done)
         clock = time.perf_counter()
     scores = [p.score for p in read if p.score is not None]
     if not scores:

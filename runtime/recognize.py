@@ -34,11 +34,13 @@ class Staff:
     clef_confidence: float = 1.0  # see CLEF_DOUBT
     clef_read: str = ""  # the clef the network read, when the staff was read in another one
     system: int = 0  # 0-based, reading order; a grand staff's two staves share one
+    page: int = 0  # a PDF's page it is on (1-based; bbox is in that page's pixels); 0: an image
 
     def to_dict(self) -> dict:
         out = {"bbox": list(self.bbox), "tokens": list(self.tokens),
                "confidence": round(self.confidence, 4),
                "clef_confidence": round(self.clef_confidence, 4), "system": self.system}
+        out |= {"page": self.page} if self.page else {}
         return out | ({"clef_read": self.clef_read} if self.clef_read else {})
 
 

@@ -81,6 +81,8 @@ def test_three_page_pdf_becomes_one_midi_with_every_staff_in_page_order(tmp_path
     flat = [t for page in truth for t in page]
     assert len(staves) == len(flat) == sum(STAFF_COUNTS)
     assert [s["system"] for s in staves] == list(range(len(flat)))  # each page's systems kept
+    assert [s["page"] for s in staves] == [k + 1 for k, n in enumerate(STAFF_COUNTS)
+                                           for _ in range(n)]  # where each box is
     # Each staff read is nearest to the true staff at its own place, pages in order.
     for k, staff in enumerate(staves):
         near = [difflib.SequenceMatcher(None, staff["tokens"], t).ratio() for t in flat]
