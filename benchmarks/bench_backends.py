@@ -154,7 +154,6 @@ def _spec_of(artifact: str):
 
 def tromr_worker(args: argparse.Namespace, meta: dict, crops: list[np.ndarray]) -> None:
     from omr import autoregressive as ar
-    from omr_train.metrics import score
 
     if args.backend.startswith("onnxruntime"):
         import onnxruntime  # noqa: F401 - the baseline includes the library, not the model
@@ -191,6 +190,15 @@ def tromr_worker(args: argparse.Namespace, meta: dict, crops: list[np.ndarray]) 
         for k, reading in zip(group, read([crops[k] for k in group])):
             decoded[k] = reading.tokens(info.vocab)
     elapsed = time.perf_counter() - start
+    _report(meta, decoded, times, len(crops) / elapsed, baseline,
+            page_ms=1000 * float(np.median(page_times)) / args.page)
+
+
+def _report(meta: dict, decoded: dict[int, list[str]], times: list[float], throughput: float,
+            baseline: float, **extra) -> None:
+    """One backend's figures as the JSON line the parent reads: latency, throughput, memory and
+    the SER of each variant (clean, distorted) of the staves."""
+    from omr_train.metrics import score
 
     def ser(variant: str) -> float | None:
         pairs = [(decoded[k], s["tokens"]) for k, s in enumerate(meta["staves"])
@@ -200,10 +208,9 @@ def tromr_worker(args: argparse.Namespace, meta: dict, crops: list[np.ndarray]) 
     peak = _vm("VmHWM")
     print(json.dumps({"p50_ms": 1000 * float(np.percentile(times, 50)),
                       "p90_ms": 1000 * float(np.percentile(times, 90)),
-                      "throughput": len(crops) / elapsed, "peak_mib": peak,
+                      "throughput": throughput, "peak_mib": peak,
                       "model_mib": peak - baseline, "ser_clean": ser("clean"),
-                      "ser_distorted": ser("distorted"),
-                      "page_ms": 1000 * float(np.median(page_times)) / args.page}))
+                      "ser_distorted": ser("distorted"), **extra}))
 
 
 def _groups(meta: dict, batch: int) -> list[list[int]]:
@@ -218,7 +225,6 @@ def _groups(meta: dict, batch: int) -> list[list[int]]:
 def worker(args: argparse.Namespace) -> None:
     from omr.decode import greedy_decode
     from omr.vocab import Vocabulary
-    from omr_train.metrics import score
 
     meta = json.loads((Path(args.data) / "staves.json").read_text())
     pixels = np.load(Path(args.data) / "staves.npz")
@@ -260,18 +266,7 @@ def worker(args: argparse.Namespace) -> None:
             frames = max(1, min(out.shape[1], math.ceil(crops[k].shape[1] * out.shape[1] / width)))
             decoded[k] = vocab.decode(greedy_decode(out[row, :frames])[0])
     elapsed = time.perf_counter() - start
-
-    def ser(variant: str) -> float | None:
-        pairs = [(decoded[k], s["tokens"]) for k, s in enumerate(meta["staves"])
-                 if s["variant"] == variant]
-        return 100 * score(pairs).ser if pairs else None
-
-    peak = _vm("VmHWM")
-    print(json.dumps({"p50_ms": 1000 * float(np.percentile(times, 50)),
-                      "p90_ms": 1000 * float(np.percentile(times, 90)),
-                      "throughput": len(crops) / elapsed, "peak_mib": peak,
-                      "model_mib": peak - baseline, "ser_clean": ser("clean"),
-                      "ser_distorted": ser("distorted")}))
+    _report(meta, decoded, times, len(crops) / elapsed, baseline)
 
 
 def _cuda_sync(backend: str):
