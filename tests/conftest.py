@@ -80,6 +80,24 @@ def make_page(staves: int = 4, width: int = 1600, space: int = 14, angle: float 
     return page
 
 
+def teach_tromr(model, images, widths, targets, steps: int, lr: float) -> list[float]:
+    """Teacher forcing on one batch for `steps` AdamW steps: the losses. A tiny TrOMR learns
+    its few labels this way in seconds (torch is imported by the caller's test module)."""
+    import torch
+    from omr_train import tromr
+
+    optim = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        out = model(images, widths, targets.rhythm_in, targets.pitch_in, targets.lift_in)
+        loss = tromr.loss(out, targets, model.is_note)["total"]
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        losses.append(loss.item())
+    return losses
+
+
 def staff_centres(page_staves) -> list[float]:
     return [(s.bbox[1] + s.bbox[3]) / 2.0 for s in page_staves]
 

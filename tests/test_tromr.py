@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("verovio")
 
 from click.testing import CliRunner
+from conftest import teach_tromr
 from omr_train import checkpoint, tromr
 from omr_train.dataset import read_folder
 from omr_train.synth.cli import main as synth_main
@@ -114,16 +115,8 @@ def test_a_memorised_staff_reads_back_greedy_and_with_beams(data):
                   AugmentOptions(strength=0.0))
     batch, widths = (torch.from_numpy(a) for a in collate([img]))
     t = tromr.targets([vocab.encode(tokens)])
-    optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
     torch.set_num_threads(1)
-    losses = []
-    for _ in range(150):
-        out = model(batch, widths, t.rhythm_in, t.pitch_in, t.lift_in)
-        loss = tromr.loss(out, t, model.is_note)["total"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
-        losses.append(loss.item())
+    losses = teach_tromr(model, batch, widths, t, steps=150, lr=3e-3)
     assert losses[-1] < 0.05 * losses[0], losses[::25]
     model.eval()
     assert tromr.read(model, vocab, batch, widths) == [tokens]

@@ -19,6 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("verovio")
 
+from conftest import teach_tromr
 from omr import autoregressive as ar
 from omr.vocab import CHORD, FactorVocabulary
 from omr_export.spec import Seq2SeqSpec, load
@@ -55,14 +56,8 @@ def trained(tmp_path_factory):
     model = tromr.build(cfg)
     batch, widths = ar.batch([s.pixels for s in engraved], cfg.stride[1], cfg.max_width)
     images, w = torch.from_numpy(batch), torch.from_numpy(widths)
-    t = tromr.targets([vocab.encode(x) for x in labels])
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(100):
-        out = model(images, w, t.rhythm_in, t.pitch_in, t.lift_in)
-        loss = tromr.loss(out, t, model.is_note)["total"]
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    teach_tromr(model, images, w, tromr.targets([vocab.encode(x) for x in labels]), steps=100,
+                lr=1e-2)
     path = tmp_path_factory.mktemp("tromr") / "tiny.pt"
     checkpoint.save(path, model, cfg, vocab, step=100)
     staves = [Stave(f"train/{k}", s.pixels, tuple(x), "folder/train")
