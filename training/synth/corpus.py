@@ -157,25 +157,31 @@ def cache_path(cache_dir: Path, name: str) -> Path:
 
 def build_cache(cache_dir: Path, names=COLLECTIONS, workers: int = 1, progress=None) -> None:
     """Parse every collection once; files already cached are kept."""
+    build_caches({n: cache_path(cache_dir, n) for n in names},
+                 lambda n: [(n, f) for f in collection_files(n)], _file_job, workers, progress)
+
+
+def build_caches(paths: dict[str, Path], jobs_of, job, workers: int = 1, progress=None) -> None:
+    """For each name whose cache file (`paths`) is not written yet: `job` over `jobs_of(name)`
+    in a process pool, the rows of all its jobs written as gzipped JSON lines. Each file is
+    written whole and then renamed, so an interrupted build keeps the files it finished."""
     from concurrent.futures import ProcessPoolExecutor
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(workers) as pool:
-        for n in names:
-            if cache_path(cache_dir, n).exists():
+        for name, path in paths.items():
+            if path.exists():
                 continue
-            jobs = [(n, f) for f in collection_files(n)]
+            path.parent.mkdir(parents=True, exist_ok=True)
             rows = []
-            for snippets in pool.map(_file_job, jobs, chunksize=1):
-                rows.extend(snippets)
+            for part in pool.map(job, jobs_of(name), chunksize=1):
+                rows.extend(part)
                 if progress:
-                    progress(n)
-            # Written per collection, so an interrupted build keeps what it finished.
-            tmp = cache_path(cache_dir, n).with_suffix(".tmp")
+                    progress(name)
+            tmp = path.with_suffix(".tmp")
             with gzip.open(tmp, "wt") as f:
                 for r in rows:
-                    f.write(json.dumps(r) + "\n")
-            tmp.replace(cache_path(cache_dir, n))
+                    f.write(json.dumps(r, separators=(",", ":")) + "\n")
+            tmp.replace(path)
 
 
 def _file_job(job) -> list[dict]:

@@ -102,13 +102,20 @@ def event_token(e: Event) -> str:
     return note_token(e)
 
 
+def header_tokens(clef: str, key: int, time: str | None) -> list[str]:
+    """A staff's opening tokens: its clef, key (sharps, flats negative; none for C major) and
+    time signature (None: not printed, as on a part's later staves)."""
+    out = [f"clef-{clef}"]
+    if key != 0:
+        out.append(f"keySignature-{MAJOR_KEYS[key]}M")
+    if time:
+        out.append(f"timeSignature-{time}")
+    return out
+
+
 def semantic_tokens(s: Snippet) -> list[str]:
     """The PrIMuS semantic label of a snippet, as engraved by engrave.py."""
-    out = [f"clef-{s.clef}"]
-    if s.key != 0:
-        out.append(f"keySignature-{MAJOR_KEYS[s.key]}M")
-    if s.time:
-        out.append(f"timeSignature-{s.time}")
+    out = header_tokens(s.clef, s.key, s.time)
     for i, measure in enumerate(s.measures):
         for e in measure:
             out.append(event_token(e))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .music import DURATIONS, MAJOR_KEYS, Event, note_token, transpose_event
+from .music import DURATIONS, Event, header_tokens, note_token, transpose_event
 
 EPS = 1e-6
 # Rest lengths for filling a voice, longest first: (quarters, name, dots).
@@ -131,11 +131,7 @@ def group_tokens(slots: list[Slot]) -> list[str]:
 
 
 def staff_tokens(staff: PolyStaff, final_barline: bool = True) -> list[str]:
-    out = [f"clef-{staff.clef}"]
-    if staff.key != 0:
-        out.append(f"keySignature-{MAJOR_KEYS[staff.key]}M")
-    if staff.time:
-        out.append(f"timeSignature-{staff.time}")
+    out = header_tokens(staff.clef, staff.key, staff.time)
     for i, m in enumerate(staff.measures):
         for _, slots in measure_groups(m):
             out.extend(group_tokens(slots))

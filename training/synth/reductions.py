@@ -19,7 +19,7 @@ import gzip
 import json
 from pathlib import Path
 
-from .corpus import M21_CLEFS, M21_DURATIONS, _time
+from .corpus import M21_CLEFS, M21_DURATIONS, _time, build_caches
 from .poly import EPS, Slot, chord, fill_rests, rest
 
 SOURCES = ("chorale", "quartet", "piano")
@@ -200,28 +200,14 @@ def build_cache(cache_dir: Path, workers: int = 1, progress=None,
                 files: dict[str, list[str]] | None = None) -> None:
     """Parse every source once; sources already cached are kept. `files`: source -> corpus
     works (music21's names, "bach/bwv250") instead of the whole source, for a small cache."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from music21 import corpus
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(workers) as pool:
-        for source in SOURCES:
-            if cache_path(cache_dir, source).exists():
-                continue
-            paths = ([str(corpus.getWork(w)) for w in files.get(source, [])] if files
-                     else source_files(source))
-            jobs = [(p, source) for p in paths]
-            rows = []
-            for sections in pool.map(_job, jobs, chunksize=1):
-                rows.extend(sections)
-                if progress:
-                    progress(source)
-            tmp = cache_path(cache_dir, source).with_suffix(".tmp")
-            with gzip.open(tmp, "wt") as f:
-                for r in rows:
-                    f.write(json.dumps(r, separators=(",", ":")) + "\n")
-            tmp.replace(cache_path(cache_dir, source))
+    def jobs_of(source: str) -> list[tuple[str, str]]:
+        paths = ([str(corpus.getWork(w)) for w in files.get(source, [])] if files
+                 else source_files(source))
+        return [(p, source) for p in paths]
+
+    build_caches({s: cache_path(cache_dir, s) for s in SOURCES}, jobs_of, _job, workers, progress)
 
 
 def _job(job: tuple[str, str]) -> list[dict]:
