@@ -98,6 +98,27 @@ def teach_tromr(model, images, widths, targets, steps: int, lr: float) -> list[f
     return losses
 
 
+def assert_resume_is_exact(data: Path, tmp_path: Path, steps: int, options: dict) -> None:
+    """A run stopped halfway and resumed ends with the same weights as one run straight
+    through (the loader's order, the optimizer and the schedule all carried in last.pt)."""
+    import torch
+    from omr_train import checkpoint
+    from omr_train.train import TrainOptions, train
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    half = steps // 2
+    train(TrainOptions(data=str(data), out=str(whole), steps=steps, eval_every=half, **options))
+    train(TrainOptions(data=str(data), out=str(parts), steps=steps, eval_every=half,
+                       stop_after=half, **options))
+    assert checkpoint.load(parts / "last.pt")["step"] == half
+    train(TrainOptions(data=str(data), out=str(parts), steps=steps, eval_every=half, **options))
+    a = checkpoint.load(whole / "last.pt")["model"]
+    b = checkpoint.load(parts / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+
+
 def staff_centres(page_staves) -> list[float]:
     return [(s.bbox[1] + s.bbox[3]) / 2.0 for s in page_staves]
 

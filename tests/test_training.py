@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("verovio")
 
 from click.testing import CliRunner
+from conftest import assert_resume_is_exact
 from omr_train import checkpoint
 from omr_train.synth.cli import main as synth_main
 from omr_train.train import TrainOptions, train
@@ -47,16 +48,7 @@ def test_loss_falls_on_a_tiny_model(data, tmp_path):
 
 
 def test_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train(TrainOptions(data=str(data), out=str(whole), steps=8, eval_every=4, **TINY))
-    train(TrainOptions(data=str(data), out=str(parts), steps=8, eval_every=4, stop_after=4, **TINY))
-    assert checkpoint.load(parts / "last.pt")["step"] == 4
-    train(TrainOptions(data=str(data), out=str(parts), steps=8, eval_every=4, **TINY))
-    a = checkpoint.load(whole / "last.pt")["model"]
-    b = checkpoint.load(parts / "last.pt")["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    assert_resume_is_exact(data, tmp_path, 8, TINY)
 
 
 def test_a_growing_folder_reaches_the_loader_between_epochs(data):

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("verovio")
 
 from click.testing import CliRunner
-from conftest import teach_tromr
+from conftest import assert_resume_is_exact, teach_tromr
 from omr_train import checkpoint, tromr
 from omr_train.dataset import read_folder
 from omr_train.synth.cli import main as synth_main
@@ -153,16 +153,7 @@ def test_loss_falls_in_the_training_loop(data, tmp_path):
 
 
 def test_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    train(TrainOptions(data=str(data), out=str(whole), steps=6, eval_every=3, **TINY))
-    train(TrainOptions(data=str(data), out=str(parts), steps=6, eval_every=3, stop_after=3, **TINY))
-    assert checkpoint.load(parts / "last.pt")["step"] == 3
-    train(TrainOptions(data=str(data), out=str(parts), steps=6, eval_every=3, **TINY))
-    a = checkpoint.load(whole / "last.pt")["model"]
-    b = checkpoint.load(parts / "last.pt")["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    assert_resume_is_exact(data, tmp_path, 6, TINY)
 
 
 def test_the_stem_starts_from_a_crnn_checkpoint(data, tmp_path, capsys):
