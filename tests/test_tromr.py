@@ -75,9 +75,10 @@ def test_cached_steps_and_padding_change_no_logit():
     vocab = FactorVocabulary.from_labels([POLY])
     model = _tiny(vocab).eval()
     torch.manual_seed(1)
-    images = torch.zeros(2, 1, 64, 400)
-    images[0] = torch.rand(1, 64, 400)
-    images[1, :, :, :240] = torch.rand(1, 64, 240)  # a shorter staff, padded with paper
+    h = model.cfg.input_height
+    images = torch.zeros(2, 1, h, 400)
+    images[0] = torch.rand(1, h, 400)
+    images[1, :, :, :240] = torch.rand(1, h, 240)  # a shorter staff, padded with paper
     widths = torch.tensor([400, 240])
     t = tromr.targets([vocab.encode(POLY), vocab.encode(POLY[:5])])
     with torch.no_grad():
@@ -93,7 +94,7 @@ def test_cached_steps_and_padding_change_no_logit():
             assert torch.allclose(torch.cat([s[head] for s in steps], 1), whole[head], atol=1e-5)
         # What lies past a staff's end is masked out: junk there changes nothing...
         junk = images.clone()
-        junk[1, :, :, 320:] = torch.rand(1, 64, 80)
+        junk[1, :, :, 320:] = torch.rand(1, h, 80)
         assert torch.allclose(model(junk, widths, t.rhythm_in, t.pitch_in, t.lift_in).rhythm,
                               whole.rhythm, atol=1e-5)
         # ...and read alone, a staff differs only at its last patch's edge, where the batch's
@@ -111,8 +112,8 @@ def test_a_memorised_staff_reads_back_greedy_and_with_beams(data):
     tokens = list(sample.tokens[:12])
     vocab = FactorVocabulary.from_labels([tokens])
     model = _tiny(vocab)
-    img = augment(cv2.imread(str(sample.image), cv2.IMREAD_GRAYSCALE), 64, None,
-                  AugmentOptions(strength=0.0))
+    img = augment(cv2.imread(str(sample.image), cv2.IMREAD_GRAYSCALE), model.cfg.input_height,
+                  None, AugmentOptions(strength=0.0), model.cfg.staff_fraction)
     batch, widths = (torch.from_numpy(a) for a in collate([img]))
     t = tromr.targets([vocab.encode(tokens)])
     torch.set_num_threads(1)

@@ -45,21 +45,22 @@ CHORDS = ["clef-G2", "timeSignature-3/4", "note-C4_quarter", CHORD, "note-E4_qua
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Two engraved staves with their labels' first 14 tokens and one labelled with chords,
-    100 steps of teacher forcing on a TrOMR 32 wide: what comes out is the labels' stuff."""
+    200 steps of teacher forcing on a TrOMR 32 wide: what comes out is the labels' stuff."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    engraved = engraved_staves(64, 0.45, 3, 7)
+    lean = tromr.PRESETS["tromr-lean"]
+    engraved = engraved_staves(lean.input_height, lean.staff_fraction, 3, 7)
     labels = [list(engraved[0].tokens[:14]), list(engraved[1].tokens[:14]), CHORDS]
     vocab = FactorVocabulary.from_labels(labels)
-    cfg = replace(tromr.configure(tromr.PRESETS["tromr-lean"], vocab), stem_channels=(8, 16, 16, 16),
+    cfg = replace(tromr.configure(lean, vocab), stem_channels=(8, 16, 16, 16),
                   dim=32, heads=2, encoder_depth=1, decoder_depth=2, dropout=0.0, max_seq_len=48)
     model = tromr.build(cfg)
     batch, widths = ar.batch([s.pixels for s in engraved], cfg.stride[1], cfg.max_width)
     images, w = torch.from_numpy(batch), torch.from_numpy(widths)
-    teach_tromr(model, images, w, tromr.targets([vocab.encode(x) for x in labels]), steps=100,
-                lr=1e-2)
+    teach_tromr(model, images, w, tromr.targets([vocab.encode(x) for x in labels]), steps=200,
+                lr=3e-3)
     path = tmp_path_factory.mktemp("tromr") / "tiny.pt"
-    checkpoint.save(path, model, cfg, vocab, step=100)
+    checkpoint.save(path, model, cfg, vocab, step=200)
     staves = [Stave(f"train/{k}", s.pixels, tuple(x), "folder/train")
               for k, (s, x) in enumerate(zip(engraved, labels))]
     # Edge widths one at a time: a single patch, and one a few columns past a patch.
