@@ -92,6 +92,12 @@ def collate_train(items, max_width: int):
     return torch.from_numpy(batch), torch.from_numpy(widths), targets, target_lengths
 
 
+# Both models' conv blocks train in channels-last layout: PyTorch's CPU max-pool over
+# [N, C, H, W] took 8x as long as over channels-last (175 against 21 ms for the first block
+# of a batch of 16 TrOMR staves), a third of a TrOMR step. The weights saved are the same.
+CHANNELS_LAST = torch.channels_last
+
+
 def as_input(ink: torch.Tensor) -> torch.Tensor:
     """uint8 ink to dataset.collate's float scale (ink = 1, paper = 0), bit for bit."""
     return ink.float().div_(255.0)
@@ -164,7 +170,8 @@ def validate(model, samples: list[Sample], vocab, device, batch_size: int = 32,
             imgs = [augment(cv2.imread(str(s.image), cv2.IMREAD_GRAYSCALE), height, None, CLEAN, fraction)
                     for s in chunk]
             batch, widths = collate(imgs)
-            reads = task.read(model, torch.from_numpy(batch).to(device), torch.from_numpy(widths), vocab)
+            images = torch.from_numpy(batch).to(device).contiguous(memory_format=CHANNELS_LAST)
+            reads = task.read(model, images, torch.from_numpy(widths), vocab)
             pairs += [(tokens, s.tokens) for tokens, s in zip(reads, chunk)]
     model.train()
     return score(pairs).ser
@@ -338,7 +345,7 @@ def train(opt: TrainOptions) -> Path:
         kind.start_from(model, init, rank)
     elif opt.stem_from and not ckpt:
         kind.start_stem(model, opt.stem_from, rank)
-    model = model.to(device)
+    model = model.to(device, memory_format=CHANNELS_LAST)
     optim = torch.optim.AdamW(model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
     step, elapsed, best_ser = 0, 0.0, float("inf")
     if ckpt:
@@ -399,7 +406,8 @@ def train(opt: TrainOptions) -> Path:
             lr = opt.lr * _lr_factor(opt, step, elapsed)
             for g in optim.param_groups:
                 g["lr"] = lr
-            images = as_input(images.to(device, non_blocking=True))
+            images = as_input(images.to(device, non_blocking=True)).contiguous(
+                memory_format=CHANNELS_LAST)
             labels = kind.to_device(labels, device)
             try:
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
