@@ -39,7 +39,8 @@ METADATA = "metadata.json"
 
 
 def export_torchscript(ex: Exportable, out: Path) -> Path:
-    """Every graph traced and saved (the first at `out`, the others beside it)."""
+    """Every graph traced and saved beside each other; returns the first's path (`out`, with
+    the .torchscript.pt ending added where `out` lacks it)."""
     for graph in ex.spec.graphs:
         traced = trace(ex, graph.name)
         # One JSON file rather than one extra file per key: a loader must name the files it wants.
@@ -48,7 +49,7 @@ def export_torchscript(ex: Exportable, out: Path) -> Path:
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(traced, str(graph_path(out, graph.suffix, SUFFIX)),
                            _extra_files={METADATA: json.dumps(ex.spec.metadata())})
-    return out
+    return graph_path(out, ex.spec.graphs[0].suffix, SUFFIX)
 
 
 def load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, dict[str, str]]:
@@ -81,7 +82,7 @@ def verify_torchscript(path: Path, ex: Exportable, verifier: Verifier | None = N
 
 
 def export_and_verify(ex: Exportable, out: Path, staves: Sequence[Stave] | None = None) -> Report:
-    export_torchscript(ex, out)
+    out = export_torchscript(ex, out)
     others = [graph_path(out, g.suffix, SUFFIX) for g in ex.spec.graphs[1:]]
     wrote(out, f"TorchScript, {ex.spec.name} {ex.spec.version}", others)
     return verify_torchscript(out, ex, Verifier(ex.spec, reference_runner(ex), staves))

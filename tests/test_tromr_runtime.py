@@ -124,6 +124,17 @@ def test_torchscript_encoder_and_decoder_read_what_pytorch_reads(exportable, ver
     assert meta == exportable.spec.metadata()
 
 
+def test_torchscript_export_takes_any_output_name(trained, tmp_path):
+    from click.testing import CliRunner
+    from omr_export.to_torchscript import main
+
+    result = CliRunner().invoke(main, [str(trained[0]), "-o", str(tmp_path / "tromr.ts")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tromr.ts.torchscript.pt").exists()
+    assert (tmp_path / "tromr.ts.decoder.torchscript.pt").exists()
+    assert "tromr.ts.torchscript.pt" in result.output
+
+
 def test_int8_quantizes_both_graphs_and_names_its_own_decoder(exportable, verifier, onnx_model,
                                                               tmp_path):
     import onnx
