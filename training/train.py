@@ -648,7 +648,7 @@ def plot_curves(logs: list[tuple[Path, int]], out: Path) -> None:
         style = {"label": log.stem.replace("-log", ""), "color": colours[k % len(colours)]}
         a.plot([x / 1000 for x in seen], loss, **style)
         b.plot([x / 1000 for x in seen], [100 * x for x in ser], **style)
-    a.set(xlabel="staves seen (thousands)", ylabel="CTC loss", yscale="log", title="training loss")
+    a.set(xlabel="staves seen (thousands)", ylabel="loss (CTC; TrOMR: its heads + consistency)", yscale="log", title="training loss")
     b.set(xlabel="staves seen (thousands)", ylabel="validation SER (%)", yscale="log",
           title="validation symbol error rate (clean synthetic)")
     for ax in (a, b):
