@@ -50,8 +50,8 @@ def describe(score, midi: Path) -> str:
 
     tracks = [sum(1 for m in t if m.type == "note_on" and m.velocity) for t in mido.MidiFile(midi).tracks]
     chords = sum(t == CHORD for s in score.staves for t in s.tokens)
-    hands = [sum(1 for n in score.arrangement.notes if n.part == j)
-             for j in range(score.arrangement.parts)]
+    arranged = score.arrangement  # a property that arranges the page anew on every use
+    hands = [sum(1 for n in arranged.notes if n.part == j) for j in range(arranged.parts)]
     return (f"{len(score.staves)} staves in {len(score.systems)} systems "
             f"({'/'.join(str(len(s)) for s in score.systems)}), notes per part {hands}, "
             f"{chords} chord joins read, MIDI note-ons per track {[n for n in tracks if n]}")

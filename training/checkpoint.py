@@ -53,7 +53,11 @@ def load(path: Path, map_location: str = "cpu", formats: tuple[str, ...] = (FORM
 
 def load_model(path: Path, map_location: str = "cpu") -> tuple[CRNN, CRNNConfig, Vocabulary, dict]:
     """Rebuild the model from the config stored in the checkpoint, in eval mode, fp32."""
-    ckpt = load(path, map_location, formats=(FORMAT,))
+    return crnn_from(load(path, map_location, formats=(FORMAT,)))
+
+
+def crnn_from(ckpt: dict) -> tuple[CRNN, CRNNConfig, Vocabulary, dict]:
+    """load_model for a checkpoint already loaded (by load)."""
     cfg = CRNNConfig.from_dict(ckpt["config"])
     model = build(cfg)
     model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
@@ -64,7 +68,11 @@ def load_model(path: Path, map_location: str = "cpu") -> tuple[CRNN, CRNNConfig,
 def load_tromr(path: Path, map_location: str = "cpu") -> tuple[tromr.TrOMR, tromr.TrOMRConfig,
                                                                 FactorVocabulary, dict]:
     """load_model for TrOMR checkpoints."""
-    ckpt = load(path, map_location, formats=(TROMR_FORMAT,))
+    return tromr_from(load(path, map_location, formats=(TROMR_FORMAT,)))
+
+
+def tromr_from(ckpt: dict) -> tuple[tromr.TrOMR, tromr.TrOMRConfig, FactorVocabulary, dict]:
+    """load_tromr for a checkpoint already loaded (by load)."""
     cfg = tromr.TrOMRConfig.from_dict(ckpt["config"])
     model = tromr.build(cfg)
     model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})

@@ -50,15 +50,15 @@ class EvalOptions:
 
 
 class _TorchModel:
-    def __init__(self, path: Path, decoding: DecodeOptions):
+    def __init__(self, ckpt: dict, decoding: DecodeOptions):
         import torch
 
-        from .checkpoint import load_model
+        from .checkpoint import crnn_from
         from .model import output_lengths
 
         torch.set_num_threads(2)
         self.torch, self.output_lengths, self.decoding = torch, output_lengths, decoding
-        self.model, self.cfg, self.vocab, _ = load_model(path)
+        self.model, self.cfg, self.vocab, _ = crnn_from(ckpt)
         self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
     def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
@@ -90,15 +90,15 @@ class _TrOMRTorchModel:
     """A TrOMR checkpoint, read greedily as the runtime reads its export (no metre check and
     no clef repainting: those are the CTC reader's)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, ckpt: dict):
         import torch
 
         from . import tromr
-        from .checkpoint import load_tromr
+        from .checkpoint import tromr_from
 
         torch.set_num_threads(2)
         self.torch, self.tromr = torch, tromr
-        self.model, self.cfg, self.vocab, _ = load_tromr(path)
+        self.model, self.cfg, self.vocab, _ = tromr_from(ckpt)
         self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
     def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
@@ -116,9 +116,10 @@ def load_any(path: Path, decoding: DecodeOptions | None = None):
         return _OnnxModel(path, decoding)
     from .checkpoint import TROMR_FORMAT, load
 
-    if load(path).get("format") == TROMR_FORMAT:
-        return _TrOMRTorchModel(path)
-    return _TorchModel(path, decoding)
+    ckpt = load(path)  # read once: its format says which model it is
+    if ckpt.get("format") == TROMR_FORMAT:
+        return _TrOMRTorchModel(ckpt)
+    return _TorchModel(ckpt, decoding)
 
 
 def is_synthetic(root: Path) -> bool:
