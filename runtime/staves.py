@@ -113,11 +113,11 @@ def _detect(gray: np.ndarray, margin: int, space_factor: float = 1.0) -> list[De
     h, w = work.lines.shape
     columns = cv2.resize(work.lines[:, :w // group * group], (w // group, h),
                          interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    candidates = [_five_line_groups(work, columns[:, k:k + per_strip], group)
-                  for k in range(0, columns.shape[1], per_strip)]
+    candidates = [_five_line_groups(work, *peaks) for peaks in
+                  _row_peaks(_sheared_profiles(columns, per_strip, group), work.space)]
     found = [_choose(c, work.space) for c in candidates]
-    tracks = [_refill(t, candidates, strip, work.space)
-              for t in _link(found, strip, work.space)]
+    table = _candidate_table(candidates)
+    tracks = [_refill(t, table, strip, work.space) for t in _link(found, strip, work.space)]
     staves = [_finish(track, work) for track in tracks]
     staves = sorted((s for s in staves if s is not None), key=lambda s: float(np.median(s.tops)))
     return _systems(work, staves)
@@ -158,7 +158,7 @@ def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[fl
     xs = np.arange(x0, x1)
     y0 = np.interp(xs, upper.xs, upper.bottoms)
     y1 = np.interp(xs, lower.xs, lower.tops)
-    gap = float(np.median(y1 - y0))
+    gap = _median(y1 - y0)
     if gap < work.space:
         return None
     t = np.linspace(0.0, 1.0, 48)[:, None]
@@ -169,10 +169,9 @@ def _joined(work: _Work, upper: DetectedStaff, lower: DetectedStaff) -> tuple[fl
                         xs[None, None, :] + t[None] * leans[:, None, None])
     # The rightmost thin stroke at the upper staff, then the lean it runs down best along:
     # a lean that slides from the barline onto a brace beside it fills the gap less well.
-    tops = [x for x in (_thin_stroke(f >= 0.8, 0.6 * work.space) for f in fill) if x is not None]
-    if not tops:
+    x = _thin_stroke(fill >= 0.8, 0.6 * work.space)
+    if x is None:
         return None
-    x = max(tops)
     lean = leans[int(np.argmax(fill[:, x] - 1e-3 * np.abs(leans)))]
     return float(xs[x]), float(xs[x] + lean)
 
@@ -183,24 +182,27 @@ def _stroke_fill(work: _Work, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     paper a third of a space either side of it (a faint barline in a blurred photo)."""
     w = work.binary.shape[1]
     c = np.clip(np.round(cols).astype(int), 0, w - 1)
-    ink = work.binary[rows, c] > 0
+    # Gathered by flat index (np.take), much cheaper than indexing rows and columns.
+    row = rows * w
+    binary, gray = work.binary.reshape(-1), work.gray.reshape(-1)
+    ink = np.take(binary, row + c) > 0
     side = max(2, round(work.space / 3))
-    line = work.gray[rows, c].astype(np.float32)
-    paper = np.minimum(work.gray[rows, np.clip(c - side, 0, w - 1)],
-                       work.gray[rows, np.clip(c + side, 0, w - 1)]).astype(np.float32)
+    line = np.take(gray, row + c).astype(np.float32)
+    paper = np.minimum(np.take(gray, row + np.clip(c - side, 0, w - 1)),
+                       np.take(gray, row + np.clip(c + side, 0, w - 1))).astype(np.float32)
     depth = paper - line
     depth[..., 1:-1, :] = (depth[..., :-2, :] + depth[..., 1:-1, :] + depth[..., 2:, :]) / 3
     return (ink | (depth > 0.6 * work.depth)).mean(axis=-2)
 
 
 def _thin_stroke(filled: np.ndarray, widest: float) -> int | None:
-    """The right edge of the rightmost run of filled columns no wider than `widest`: a barline
-    or a bracket, not the shadow of a page's edge or a photo's dark border."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(np.int8), [0]])))
-    for start, end in zip(edges[::2][::-1], edges[1::2][::-1]):
-        if end - start <= max(2.0, widest):
-            return int(end - 1)
-    return None
+    """The right edge of the rightmost run of filled columns no wider than `widest`, over the
+    rows of `filled` (one per lean): a barline or a bracket, not the shadow of a page's edge or
+    a photo's dark border."""
+    edges = np.diff(np.pad(filled, ((0, 0), (1, 1))).view(np.int8), axis=1)
+    starts, ends = np.nonzero(edges == 1)[1], np.nonzero(edges == -1)[1]  # paired, row by row
+    thin = ends[ends - starts <= max(2.0, widest)]
+    return int(thin.max()) - 1 if len(thin) else None
 
 
 def _start_at(staff: DetectedStaff, x: float, space: float) -> DetectedStaff:
@@ -266,16 +268,44 @@ def _binarise(gray: np.ndarray) -> np.ndarray:
     # A local threshold copes with the uneven light of phone photos; its margin stays above
     # the grain of a noisy photo, which would otherwise come out as ink everywhere.
     block = max(15, (min(gray.shape) // 40) | 1)
-    return cv2.adaptiveThreshold(gray, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY_INV,
-                                 block, max(12.0, 3.5 * _grain(gray)))
+    # cv2.adaptiveThreshold(MEAN_C, BINARY_INV) bit for bit, at a third of its cost: ink where
+    # the pixel is at least floor(margin) darker than its block's (rounded) mean.
+    mean = cv2.boxFilter(gray, -1, (block, block), borderType=cv2.BORDER_REPLICATE)
+    margin = math.floor(max(12.0, 3.5 * _grain(gray)))
+    return cv2.threshold(cv2.subtract(mean, gray), margin - 1, 255, cv2.THRESH_BINARY)[1]
 
 
 def _grain(gray: np.ndarray) -> float:
     """The photo's pixel noise (grey levels): the spread of each pixel's difference from its
     neighbour, on a sample of rows, robust to the ink."""
-    rows = gray[:: max(1, gray.shape[0] // 200)].astype(np.int16)
-    step = np.diff(rows, axis=1).ravel()
-    return 1.4826 * float(np.median(np.abs(step))) / np.sqrt(2.0)
+    rows = gray[:: max(1, gray.shape[0] // 200)]
+    step = cv2.absdiff(rows[:, 1:], rows[:, :-1])
+    return 1.4826 * _median_int(step) / np.sqrt(2.0)
+
+
+def _median_int(values: np.ndarray) -> float:
+    """np.median of an array of whole numbers in a short range (grey levels and their
+    differences), from their histogram: no sort."""
+    if values.size == 0:
+        return math.nan
+    least, most = int(values.min()), int(values.max())
+    counts = cv2.calcHist([(values - least).astype(np.uint16)], [0], None, [most - least + 1],
+                          [0, most - least + 1])  # whole counts, in float32: exact below 2**24
+    below = np.cumsum(counts.ravel().astype(np.int64))
+    n = int(below[-1])
+    # The (n-1)//2-th and n//2-th smallest, averaged (the same one when n is odd).
+    lo, hi = np.searchsorted(below, [(n - 1) // 2 + 1, n // 2 + 1], side="left")
+    return (int(lo) + int(hi)) / 2.0 + least
+
+
+def _median(values: np.ndarray) -> float:
+    """np.median of a short 1-D array, without its overhead: the same middle value, or the
+    same mean of the two middle ones."""
+    ordered = sorted(values.tolist())
+    n = len(ordered)
+    if n == 0:
+        return math.nan
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2.0
 
 
 def _staff_space(binary: np.ndarray) -> float | None:
@@ -286,8 +316,9 @@ def _staff_space(binary: np.ndarray) -> float | None:
     the grain of a noisy photo and a desk's texture around the page have pitches too, more
     of them than the lines, but irregular ones. Where too few pitches agree, all count.
     """
-    closed = cv2.morphologyEx(binary, cv2.MORPH_CLOSE, np.ones((1, 5), np.uint8))
-    strokes = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((1, 15), np.uint8))
+    # Closing (1x5) then opening (1x15), with the two erosions in a row done as one (1x19).
+    strokes = cv2.dilate(cv2.erode(cv2.dilate(binary, np.ones((1, 5), np.uint8)),
+                                   np.ones((1, 19), np.uint8)), np.ones((1, 15), np.uint8))
     cols = strokes[:, :: max(1, binary.shape[1] // 200)] > 0
     # Rising edges of every sampled column at once, column by column (transposed, so that
     # flatnonzero orders them by column, then row); a pitch is two edges of one column.
@@ -325,13 +356,12 @@ def _without_bands(binary: np.ndarray, space: float) -> np.ndarray:
     size = (max(1, round(0.5 * space / 2)), max(1, round(20 * space / 2)))
     if size[1] >= small.shape[0]:
         return binary
-    solid = cv2.blur(small, size) > 0.85 * 255
-    if not solid.any():
+    solid = cv2.compare(cv2.blur(small, size), 216, cv2.CMP_GT)  # over 0.85 * 255, as 255
+    if not cv2.countNonZero(solid):
         return binary
-    band = cv2.dilate(solid.astype(np.uint8), cv2.getStructuringElement(
-        cv2.MORPH_RECT, (size[0] + 2, size[1])))
+    band = cv2.dilate(solid, cv2.getStructuringElement(cv2.MORPH_RECT, (size[0] + 2, size[1])))
     band = cv2.resize(band, (w, h), interpolation=cv2.INTER_NEAREST)
-    return np.where(band > 0, 0, binary).astype(np.uint8)
+    return cv2.subtract(binary, band)  # 255 in the band: paper there
 
 
 def _line_ridges(gray: np.ndarray, space: float) -> tuple[np.ndarray, float]:
@@ -343,19 +373,22 @@ def _line_ridges(gray: np.ndarray, space: float) -> tuple[np.ndarray, float]:
     reach = max(2, round(0.35 * space))
     # Deeper than the paper's own grain: a blurred line in a dim photo is only 10-20 grey
     # levels deep, a noisy page's grain almost as much (measured on every fourth pixel).
-    s = smooth.astype(np.int16)[::4, ::4]
+    s = smooth[::4, ::4].astype(np.int16)
     r = max(1, reach // 4)
-    signed = (np.minimum(s[:-2 * r], s[2 * r:]) - s[r:-r]).astype(np.float32)
-    noise = 1.4826 * float(np.median(np.abs(signed - np.median(signed))))
+    signed = np.minimum(s[:-2 * r], s[2 * r:]) - s[r:-r]
+    # The median absolute deviation, in whole numbers: the median is m / 2 for a whole m.
+    m = round(2 * _median_int(signed))
+    noise = 1.4826 * _median_int(np.abs(2 * signed - m)) / 2.0
     least = max(6.0, 4.0 * noise)
     depth = np.zeros_like(smooth)  # saturating: rows lighter than their paper are 0
     depth[reach:-reach] = cv2.subtract(cv2.min(smooth[:-2 * reach], smooth[2 * reach:]),
                                        smooth[reach:-reach])
-    # Only the darkest row of each ridge: a line is as thin here as it is printed.
-    peak = depth > least
-    peak[1:] &= depth[1:] >= depth[:-1]
-    peak[:-1] &= depth[:-1] > depth[1:]
-    return peak.view(np.uint8) * np.uint8(255), least
+    # Only the darkest row of each ridge: a line is as thin here as it is printed. (Compared
+    # in uint8, 255 where true: depth > least is depth > floor(least) for whole grey levels.)
+    peak = cv2.compare(depth, math.floor(least), cv2.CMP_GT)
+    np.bitwise_and(peak[1:], cv2.compare(depth[1:], depth[:-1], cv2.CMP_GE), out=peak[1:])
+    np.bitwise_and(peak[:-1], cv2.compare(depth[:-1], depth[1:], cv2.CMP_GT), out=peak[:-1])
+    return peak, least
 
 
 def _long_strokes(binary: np.ndarray, space: float, spaces: float = 3.0) -> np.ndarray:
@@ -380,76 +413,106 @@ def _skew_angle(lines: np.ndarray, space: float) -> float:
     squared row counts measures that. Coarse search to 10 degrees (a page photographed by hand
     tilts up to 8), then two finer ones.
     """
-    ys, xs = np.nonzero(lines)
-    if len(ys) < 100:
+    count = cv2.countNonZero(lines)
+    if count < 100:
         return 0.0
-    pick = slice(None, None, max(1, len(ys) // 10000))
-    ys, xs = ys[pick].astype(np.float64), xs[pick].astype(np.float64) - lines.shape[1] / 2.0
+    # The ink's (x, y) in row-major order, as np.nonzero gives them, at a quarter of its cost.
+    points = cv2.findNonZero(lines).reshape(-1, 2)[:: max(1, count // 10000)].astype(np.float64)
+    ys, xs = points[:, 1], points[:, 0] - lines.shape[1] / 2.0
 
-    def sharpness(angle: float) -> float:
-        rows = np.round(ys - xs * math.tan(math.radians(angle))).astype(np.int64)
-        counts = np.bincount(rows - rows.min())
-        return float(np.dot(counts, counts))
+    def sharpest(angles: np.ndarray) -> float:
+        """The first of the angles with the highest sharpness, all measured at once."""
+        tans = np.array([math.tan(math.radians(a)) for a in angles])
+        rows = np.round(ys[None, :] - xs[None, :] * tans[:, None]).astype(np.int64)
+        rows -= rows.min(axis=1, keepdims=True)
+        span = int(rows.max()) + 1
+        counts = np.bincount((rows + span * np.arange(len(angles))[:, None]).ravel(),
+                             minlength=span * len(angles)).reshape(len(angles), span)
+        return float(angles[int(np.argmax(np.einsum("ij,ij->i", counts, counts)))])
 
-    best = max(np.arange(-10.0, 10.01, 1.0), key=sharpness)
-    best = max(np.arange(best - 1.0, best + 1.01, 0.25), key=sharpness)
-    best = max(np.arange(best - 0.25, best + 0.26, 0.05), key=sharpness)
+    best = sharpest(np.arange(-10.0, 10.01, 1.0))
+    best = sharpest(np.arange(best - 1.0, best + 1.01, 0.25))
+    best = sharpest(np.arange(best - 0.25, best + 0.26, 0.05))
     # cv2.getRotationMatrix2D turns counter-clockwise for positive angles; lines sloping down
     # to the right (positive here, y grows downwards) need exactly that.
     return float(best)
 
 
-def _row_peaks(profile: np.ndarray, space: float) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of thin runs of rows where most of the strip is line, and the thick runs.
+def _row_peaks(profiles: list[np.ndarray],
+               space: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each strip's row profile: the centres of thin runs of rows where most of the strip is
+    line, and the thick runs (start, end). All strips' runs are found at once.
 
     Runs thicker than a third of a space are beams, or a line under a beam: two stacked beams of
     semiquavers are spaced like staff lines and must not pass for two of them, but a line
     hidden under a beam may still be a staff line.
     """
-    on = np.concatenate([[False], profile > 0.45, [False]])
-    edges = np.flatnonzero(np.diff(on.astype(np.int8)))
-    starts, ends = edges[::2], edges[1::2]
+    if not profiles:
+        return []
+    on = np.pad(np.stack(profiles) > 0.45, ((0, 0), (1, 1)))
+    edges = np.diff(on.view(np.int8), axis=1)
+    strip, starts = np.nonzero(edges == 1)  # row by row: each run's start, then its end
+    ends = np.nonzero(edges == -1)[1]
     thin = (ends - starts) <= max(3.0, 0.34 * space)
-    return (starts[thin] + ends[thin] - 1) / 2.0, np.stack([starts[~thin], ends[~thin]], 1)
+    centres = (starts + ends - 1) / 2.0
+    thick = np.stack([starts, ends], 1)
+    bounds = np.searchsorted(strip, np.arange(len(profiles) + 1))
+    return [(centres[a:b][thin[a:b]], thick[a:b][~thin[a:b]]) for a, b in pairwise(bounds)]
 
 
 # The residual slopes along which a strip's profile is taken.
 SHEARS = (0.0, -0.035, 0.035, -0.07, 0.07, -0.105, 0.105)
 
 
-def _sheared_profile(columns: np.ndarray, width: int) -> np.ndarray:
-    """A strip's row profile (0..1) along the slope that makes it sharpest, from its column
-    groups' profiles (`width` pixels each).
+def _sheared_profiles(columns: np.ndarray, per_strip: int, width: int) -> list[np.ndarray]:
+    """Each strip's row profile (0..1) along the slope that makes it sharpest, from the
+    profiles of the page's column groups (`width` pixels each, `per_strip` to a strip; the
+    last strip may have fewer).
 
     One rotation cannot level every staff of a photographed page: perspective tilts the top
     staves one way and the bottom ones the other, and a curl bends each. Measured along its own
     slope, a strip's lines stay thin peaks.
     """
-    h, m = columns.shape
+    h, total = columns.shape
+    full = total // per_strip * per_strip
+    out = _sheared_batch(columns[:, :full].reshape(h, -1, per_strip), width) if full else []
+    if full < total:
+        out += _sheared_batch(columns[:, None, full:], width)
+    return out
+
+
+def _sheared_batch(columns: np.ndarray, width: int) -> list[np.ndarray]:
+    """_sheared_profiles for strips of the same number of column groups ([row, strip, group]):
+    every strip is shifted at once, one column group and slope at a time."""
+    h, n, m = columns.shape
     offsets = (np.arange(m) - (m - 1) / 2.0) * width
-    best, best_score = columns.mean(axis=1), -1.0
-    for shear in SHEARS:
-        profile = np.zeros(h, np.float32)
-        for j, d in enumerate(np.round(shear * offsets).astype(int)):
+    groups = np.ascontiguousarray(columns.transpose(2, 0, 1))  # [group, row, strip]
+    profiles = np.zeros((len(SHEARS), h, n), np.float32)
+    for profile, shear in zip(profiles, SHEARS):
+        for group, d in zip(groups, np.round(shear * offsets).astype(int)):
             if d >= 0:
-                profile[:h - d] += columns[d:, j]
+                profile[:h - d] += group[d:]
             else:
-                profile[-d:] += columns[:h + d, j]
-        profile /= m
-        score = float(profile @ profile)
-        if score > best_score * 1.05:  # level unless a slope is clearly sharper
-            best, best_score = profile, score
-    return best
+                profile[-d:] += group[:h + d]
+    profiles /= m
+    out = []
+    for sheared in np.ascontiguousarray(profiles.transpose(2, 0, 1)):  # [strip, shear, row]
+        best, best_score = sheared[0], -1.0
+        for profile in sheared:
+            score = float(profile @ profile)
+            if score > best_score * 1.05:  # level unless a slope is clearly sharper
+                best, best_score = profile, score
+        out.append(best)
+    return out
 
 
-def _five_line_groups(work: _Work, columns: np.ndarray,
-                      width: int) -> list[tuple[float, float, float]]:
+def _five_line_groups(work: _Work, peaks: np.ndarray,
+                      thick: np.ndarray) -> list[tuple[float, float, float]]:
     """(cost, top, bottom) of every plausible group of five evenly spaced lines in a strip,
-    given as its column groups' profiles (`width` pixels each).
+    given as the thin peaks and thick runs of its row profile (_row_peaks).
 
     At least three lines must be thin peaks; the others may hide under thick runs (beams).
     """
-    peaks, thick = _row_peaks(_sheared_profile(columns, width), work.space)
     if len(peaks) < 3:
         return []
     # Every (top line, a later thin peak 1-4 peaks down, 1 or 2 spaces below) at once.
@@ -495,28 +558,35 @@ def _choose(candidates: list[tuple[float, float, float]], space: float) -> list[
     return chosen
 
 
-def _refill(track: list[tuple[float, float, float]], candidates: list[list[tuple[float, float, float]]],
+def _candidate_table(candidates: list[list[tuple[float, float, float]]]) -> np.ndarray:
+    """[strip, group, (cost, top, bottom)]: every strip's candidate groups, padded with NaN."""
+    table = np.full((len(candidates), max([1, *map(len, candidates)]), 3), np.nan)
+    for k, options in enumerate(candidates):
+        if options:
+            table[k, :len(options)] = options
+    return table
+
+
+def _refill(track: list[tuple[float, float, float]], table: np.ndarray,
             strip: int, space: float) -> list[tuple[float, float, float]]:
-    """Re-pick, strip by strip, the candidate group nearest the track's path.
+    """Re-pick, strip by strip, the candidate group nearest the track's path (`table`: the
+    strips' candidates, _candidate_table).
 
     The first pass keeps only each strip's best groups and can be fooled by beams; knowing where
     the staff runs, the right group is the one on its path.
     """
     xs = np.array([x for x, _, _ in track])
     centres = np.array([(t + b) / 2.0 for _, t, b in track])
-    out: list[tuple[float, float, float]] = []
-    at = (np.arange(len(candidates)) + 0.5) * strip
+    at = (np.arange(len(table)) + 0.5) * strip
     path = _extend(xs, centres, at)
-    for k, options in enumerate(candidates):
-        x = float(at[k])
-        if x < xs[0] - 3 * strip or x > xs[-1] + 3 * strip:
-            continue
-        predicted = float(path[k])
-        near = [(abs((t + b) / 2.0 - predicted), cost, t, b) for cost, t, b in options
-                if abs((t + b) / 2.0 - predicted) < 0.5 * space]
-        if near:
-            _, _, top, bottom = min(near, key=lambda n: n[0] / space + n[1])
-            out.append((x, top, bottom))
+    cost, top, bottom = table[..., 0], table[..., 1], table[..., 2]
+    off = np.abs((top + bottom) / 2.0 - path[:, None])
+    near = off < 0.5 * space  # padding (NaN) is never near
+    # Of the near groups, the first with the least offset (in spaces) plus cost.
+    pick = np.where(near, off / space + cost, np.inf).argmin(axis=1)
+    used = (at >= xs[0] - 3 * strip) & (at <= xs[-1] + 3 * strip) & near.any(axis=1)
+    out = [(float(at[k]), float(top[k, pick[k]]), float(bottom[k, pick[k]]))
+           for k in np.flatnonzero(used)]
     return out if len(out) >= len(track) // 2 else track
 
 
@@ -527,12 +597,14 @@ def _link(found: list[list[tuple[float, float]]], strip: int,
     for k, groups in enumerate(found):
         x = (k + 0.5) * strip
         taken: set[int] = set()
+        # Where each track so far runs at x: one that gains a point here is taken for this strip.
+        predicted = [_predict(track, x) for track in tracks]
         for top, bottom in groups:
             centre = (top + bottom) / 2.0
             best, best_gap = None, 0.75 * space
-            for t, track in enumerate(tracks):
-                gap = abs(_predict(track, x) - centre)
-                if t not in taken and track[-1][0] < x and gap < best_gap:
+            for t, at in enumerate(predicted):
+                gap = abs(at - centre)
+                if t not in taken and tracks[t][-1][0] < x and gap < best_gap:
                     best, best_gap = t, gap
             if best is None:
                 tracks.append([(x, top, bottom)])
@@ -575,12 +647,12 @@ def _offset(track: list[tuple[float, float, float]], group: list[tuple[float, fl
     gc = np.array([(t + b) / 2.0 for _, t, b in group])
     tx = np.array([x for x, _, _ in track])
     tc = np.array([(t + b) / 2.0 for _, t, b in track])
-    near = np.argsort(np.abs(gx - np.median(tx)))[:6]
+    near = np.argsort(np.abs(gx - _median(tx)))[:6]
     if len(near) >= 2 and np.ptp(gx[near]) > 0:
         line = np.polyval(np.polyfit(gx[near], gc[near], 1), tx)
     else:
         line = np.full_like(tx, gc[near].mean())
-    return float(np.median(np.abs(tc - line)))
+    return _median(np.abs(tc - line))
 
 
 def _without_strays(track: list[tuple[float, float, float]],
@@ -590,7 +662,7 @@ def _without_strays(track: list[tuple[float, float, float]],
     space or two onto ledger lines can outnumber the true ones in any running median."""
     centres = np.array([(t + b) / 2.0 for _, t, b in track])
     padded = np.pad(centres, 2, mode="edge")  # a running median of five, ends held
-    smooth = np.median(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1)
+    smooth = np.sort(np.lib.stride_tricks.sliding_window_view(padded, 5), axis=1)[:, 2]
     keep = np.abs(centres - smooth) < 0.75 * space
     xs = np.array([x for x, _, _ in track])
     for _ in range(3):
@@ -629,7 +701,7 @@ def _merge(tracks: list[list[tuple[float, float, float]]],
 def _finish(track: list[tuple[float, float, float]], work: _Work) -> DetectedStaff | None:
     xs, tops, bottoms = (np.array(v) for v in zip(*track))
     spans = bottoms - tops
-    good = np.abs(spans - np.median(spans)) < 0.3 * work.space
+    good = np.abs(spans - _median(spans)) < 0.3 * work.space
     xs, tops, bottoms = xs[good], tops[good], bottoms[good]
     if len(xs) == 0:
         return None
@@ -639,6 +711,9 @@ def _finish(track: list[tuple[float, float, float]], work: _Work) -> DetectedSta
         return None
     return DetectedStaff(tuple(xs.tolist()), tuple(tops.tolist()), tuple(bottoms.tolist()),
                          left, right, tuple(map(tuple, work.to_page.tolist())))
+
+
+_PAIRS = np.triu_indices(8, 1)  # every pair of a staff end's eight points
 
 
 def _on_curve(xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
@@ -655,10 +730,10 @@ def _on_curve(xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
         return xs, tops, bottoms
     for window in (np.arange(8), np.arange(len(xs) - 8, len(xs))):
         x, c = xs[window], centres[window]
-        i, j = np.triu_indices(8, 1)
+        i, j = _PAIRS
         ok = x[j] != x[i]
-        slope = float(np.median((c[j] - c[i])[ok] / (x[j] - x[i])[ok]))
-        offset = float(np.median(c - slope * x))
+        slope = _median((c[j] - c[i])[ok] / (x[j] - x[i])[ok])
+        offset = _median(c - slope * x)
         line = offset + slope * x
         bad = np.abs(c - line) >= 0.5 * space
         centres[window[bad]] = line[bad]
@@ -690,6 +765,9 @@ PAD = SHIFT + 6  # strip rows above the top line: the drift, and half a space of
 _LINE_ROWS = (np.arange(5) / ROW_STEP + PAD).round().astype(int)
 _BETWEEN_ROWS = ((np.arange(4) + 0.5) / ROW_STEP + PAD).round().astype(int)
 _DRIFTS = range(-SHIFT, SHIFT + 1)
+# [drift, line]: the rows of the 5 lines (and of the 4 spaces between) at each drift.
+_LINE_COMB = _LINE_ROWS[None, :] + np.array(_DRIFTS)[:, None]
+_BETWEEN_COMB = _BETWEEN_ROWS[None, :] + np.array(_DRIFTS)[:, None]
 
 
 def _extent(work: _Work, xs: np.ndarray, tops: np.ndarray,
@@ -752,10 +830,11 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
             hits = _line_hits(np.maximum(strip / 255.0, faint), blocks)
         inked = dark = None
         drift, found = 0, len(points)
-        for k in range(blocks):
-            lo, hi = max(0, drift - 1 + SHIFT), min(2 * SHIFT, drift + 1 + SHIFT)
-            best = lo + int(np.argmax(hits[lo:hi + 1, k]))
-            if hits[best, k] >= 4:
+        for k, column in enumerate(hits.T.tolist()):  # plain floats: cheap to index one by one
+            # The drift within a row of the last one that finds the most (the first of equals).
+            best = max(range(max(0, drift - 1 + SHIFT), min(2 * SHIFT, drift + 1 + SHIFT) + 1),
+                       key=column.__getitem__)
+            if column[best] >= 4:
                 inked = _ink_profile(raw, blocks) if inked is None else inked
                 if not _inked(*inked, best - SHIFT, k):
                     if dark is None:
@@ -763,13 +842,13 @@ def _follow(work: _Work, xs: np.ndarray, tops: np.ndarray, bottoms: np.ndarray,
                             gray = cv2.remap(work.gray, *grid, cv2.INTER_LINEAR)
                         dark = _dark_lines(gray, blocks, work.depth)
                     if not dark[best, k]:
-                        hits[best, k] = 0
-            if hits[best, k] < 4:
+                        column[best] = 0
+            if column[best] < 4:
                 gap += 1
                 if gap > bridge:
                     break
                 continue
-            if hits[drift + SHIFT, k] < hits[best, k]:
+            if column[drift + SHIFT] < column[best]:
                 drift = best - SHIFT
             c = (k + 0.5) * block
             i = min(len(cols) - 1, int(c))
@@ -808,35 +887,38 @@ def _faint_lines(gray: np.ndarray, space: float, depth: float) -> np.ndarray:
     once smoothed along the line, than the rows half a space above and below it."""
     smooth = cv2.blur(gray.astype(np.float32), (max(3, int(space)) | 1, 1))
     half = round(0.5 / ROW_STEP)
-    dark = np.minimum(np.minimum(np.roll(smooth, 1, 0), smooth), np.roll(smooth, -1, 0))
-    paper = np.minimum(np.roll(smooth, half, 0), np.roll(smooth, -half, 0))
-    out = ((paper - dark) > 0.6 * depth).astype(np.float64)
-    out[:half + 1], out[-half - 1:] = 0.0, 0.0  # rolled round the strip's ends
+    h = len(smooth)
+    out = np.zeros(smooth.shape)
+    if h > 2 * half + 2:  # rows half a space and more inside both of the strip's ends
+        dark = np.minimum(np.minimum(smooth[half:h - half - 2], smooth[half + 1:h - half - 1]),
+                          smooth[half + 2:h - half])
+        paper = np.minimum(smooth[1:h - 2 * half - 1], smooth[2 * half + 1:h - 1])
+        out[half + 1:h - half - 1] = (paper - dark) > 0.6 * depth
     return out
 
 
 def _ink_profile(raw: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The unclosed strip's ink per row and block, and the same thickened by a row."""
+    """The unclosed strip's ink per row and block, and [drift, block]: whether 4 of the 5
+    lines are ink, thickened by a row."""
     ink = cv2.resize(raw.astype(np.float32) / 255.0, (n, raw.shape[0]), interpolation=cv2.INTER_AREA)
-    return ink, cv2.dilate(ink, np.ones((3, 1), np.uint8))
+    thick = cv2.dilate(ink, np.ones((3, 1), np.uint8))
+    return ink, (thick[_LINE_COMB] > 0.5).sum(axis=1) >= 4
 
 
-def _inked(ink: np.ndarray, thick: np.ndarray, drift: int, k: int) -> bool:
+def _inked(ink: np.ndarray, lines: np.ndarray, drift: int, k: int) -> bool:
     """Whether block k's lines at `drift` are 4 lines of ink before closing, or ink covers the
     staff's height (under a sign). Lines that only closing and faint ridges made are checked
     against the grey page (_dark_lines): a walk out over grainy paper to a dark desk would
     read a bass clef as a treble one."""
-    rows = _LINE_ROWS + drift
-    return bool((thick[rows, k] > 0.5).sum() >= 4 or ink[rows[0]:rows[-1] + 1, k].mean() > 0.45)
+    staff = ink[_LINE_ROWS[0] + drift:_LINE_ROWS[-1] + drift + 1, k]
+    return bool(lines[drift + SHIFT, k] or staff.mean() > 0.45)
 
 
 def _dark_lines(gray: np.ndarray, n: int, depth: float) -> np.ndarray:
     """[drift, block]: whether the 5 line rows are darker than the paper between them."""
     shade = cv2.resize(gray.astype(np.float32), (n, gray.shape[0]), interpolation=cv2.INTER_AREA)
     darkest = cv2.erode(shade, np.ones((3, 1), np.uint8))  # a line may sit a row off
-    rows, between = _LINE_ROWS, _BETWEEN_ROWS
-    return np.stack([shade[between + d].mean(axis=0) - darkest[rows + d].mean(axis=0)
-                     for d in _DRIFTS]) > 0.5 * depth
+    return shade[_BETWEEN_COMB].mean(axis=1) - darkest[_LINE_COMB].mean(axis=1) > 0.5 * depth
 
 
 def _line_hits(presence: np.ndarray, n: int) -> np.ndarray:
@@ -845,10 +927,10 @@ def _line_hits(presence: np.ndarray, n: int) -> np.ndarray:
     profile = cv2.resize(presence.astype(np.float32), (n, presence.shape[0]),
                          interpolation=cv2.INTER_AREA)
     thick = cv2.dilate(profile, np.ones((3, 1), np.uint8))  # a line is thicker than a row
-    on = np.stack([thick[_LINE_ROWS + d] for d in _DRIFTS])
+    on = thick[_LINE_COMB]
     # The count of lines, plus a fraction for how squarely the comb sits on them: of two
     # drifts that both find every line, the centred one wins.
-    centred = np.stack([profile[_LINE_ROWS + d] for d in _DRIFTS])
+    centred = profile[_LINE_COMB]
     return (on > 0.5).sum(axis=1) + 0.1 * centred.mean(axis=1)
 
 
