@@ -43,6 +43,16 @@ def data(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def tall_crnn(data, tmp_path_factory) -> Path:
+    """A tiny CRNN in tromr-lean-lstm's window (crnn-lite-tall), two steps trained."""
+    out = tmp_path_factory.mktemp("tall-crnn")
+    train(TrainOptions(data=str(data), out=str(out), steps=2, eval_every=2, channels=(8, 16, 16, 16),
+                       lstm_hidden=16, batch_size=4, workers=0, threads=1, augment=0.0,
+                       eval_samples=2, preset="crnn-lite-tall"))
+    return out
+
+
 def _tiny(vocab: FactorVocabulary, **over) -> tromr.TrOMR:
     cfg = replace(tromr.configure(tromr.PRESETS["tromr-lean"], vocab), stem_channels=(8, 16, 16, 16),
                   dim=32, heads=2, encoder_depth=1, decoder_depth=1, dropout=0.0, **over)
@@ -172,6 +182,44 @@ def test_the_stem_starts_from_a_crnn_checkpoint(data, tmp_path, capsys):
         assert torch.equal(started["stem." + k].float(), source["conv." + k].float()), k
 
 
+def test_the_column_stem_starts_from_the_crnns_whole_encoder(data, tall_crnn, tmp_path):
+    crnn = tall_crnn
+    run = tmp_path / "tromr"
+    train(TrainOptions(data=str(data), out=str(run), steps=2, eval_every=2, stem_from=str(crnn / "last.pt"),
+                       freeze_stem=1, lstm_hidden=16, **{**TINY, "preset": "tromr-lean-lstm"}))
+    source = checkpoint.load(crnn / "last.pt")["model"]
+    started = checkpoint.load(run / "last.pt")
+    assert started["config"]["stem"] == "crnn-lstm" and started["config"]["lstm_hidden"] == 16
+    weights = started["model"]
+    # Step 1 froze the stem, step 2 trained it: the LSTM moved, from the CRNN's weights.
+    assert weights["stem.lstm.weight_ih_l0"].shape == source["lstm.weight_ih_l0"].shape
+    assert not torch.equal(weights["stem.lstm.weight_ih_l0"].float(), source["lstm.weight_ih_l0"].float())
+    assert (weights["stem.lstm.weight_ih_l0"].float() - source["lstm.weight_ih_l0"].float()).abs().max() < 0.1
+
+
+def test_a_frozen_stem_keeps_the_crnns_weights(data, tall_crnn, tmp_path):
+    crnn = tall_crnn
+    run = tmp_path / "tromr"
+    train(TrainOptions(data=str(data), out=str(run), steps=2, eval_every=2, stem_from=str(crnn / "last.pt"),
+                       freeze_stem=5, lstm_hidden=16, **{**TINY, "preset": "tromr-lean-lstm"}))
+    source = checkpoint.load(crnn / "last.pt")["model"]
+    weights = checkpoint.load(run / "last.pt")["model"]
+    for k in ("conv.0.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l1_reverse"):
+        assert torch.equal(weights["stem." + k].float(), source[k].float()), k
+
+
+def test_the_column_stem_reads_one_position_per_four_columns():
+    vocab = FactorVocabulary.from_labels([POLY])
+    column = tromr.PRESETS["tromr-lean-lstm"]
+    assert column.stride == (96, 4) and column.grid == (1, 600)
+    cfg = replace(tromr.configure(column, vocab), stem_channels=(8, 16, 16, 16), lstm_hidden=16,
+                  dim=32, heads=2, encoder_depth=1, decoder_depth=1)
+    model = tromr.build(cfg).eval()
+    memory, mask = model.encode(torch.zeros(2, 1, 96, 250), torch.tensor([250, 100]))
+    assert memory.shape == (2, 1 + 63, 32)  # 250 px: 63 columns of 4 (the last padded)
+    assert mask[1, 0, 0, 1:26].all() and not mask[1, 0, 0, 26:].any()  # 100 px: 25 columns
+
+
 def test_torchrun_trains_tromr_with_two_cpu_processes(data, tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     run = tmp_path / "ddp"
@@ -211,3 +259,71 @@ def test_the_paper_stem_patches_the_staff_16_pixels_square():
     t = tromr.targets([vocab.encode(POLY[:4])] * 2)
     out = model(torch.zeros(2, 1, 128, 250), torch.tensor([250, 100]), t.rhythm_in, t.pitch_in, t.lift_in)
     assert out.rhythm.shape == (2, 5, vocab.sizes[0]) and out.note.shape == (2, 5, 2)
+
+
+def _on_line(mask: torch.Tensor, tgt: tromr.Targets, reverse: bool, rows: int = 1) -> torch.Tensor:
+    """Attention weights with each token on one column (of one of the patch rows): in step
+    with the staff, or backwards."""
+    n, s = mask.shape[0], mask.shape[-1]
+    per_row = (s - 1) // rows
+    valid = tgt.rhythm != tromr.IGNORE
+    w = torch.zeros(n, tgt.rhythm.shape[1], s)
+    for i in range(n):
+        cols, tokens = int(mask[i, 0, 0, 1:1 + per_row].sum()), int(valid[i].sum())
+        for t in range(tokens):
+            c = int((t + 0.5) / tokens * cols)
+            w[i, t, 1 + t % rows * per_row + (cols - 1 - c if reverse else c)] = 1
+    return w
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_guided_attention_costs_little_in_step_and_much_out_of_it(rows):
+    vocab = FactorVocabulary.from_labels([POLY])
+    tgt = tromr.targets([vocab.encode(POLY), vocab.encode(POLY[:6])])
+    cols = 40
+    valid = torch.arange(cols)[None, :] < torch.tensor([40, 17])[:, None]
+    mask = torch.cat([torch.ones(2, 1, dtype=torch.bool), valid.repeat(1, rows)], 1)[:, None, None, :]
+    in_step = tromr.guided_attention_loss(_on_line(mask, tgt, False, rows), mask, tgt, rows)
+    backwards = tromr.guided_attention_loss(_on_line(mask, tgt, True, rows), mask, tgt, rows)
+    on_class = torch.zeros_like(_on_line(mask, tgt, False, rows))
+    on_class[..., 0] = 1  # the class token is not on the staff: no way round the guide
+    assert in_step < 0.02 and backwards > 0.5, (in_step, backwards)
+    assert tromr.guided_attention_loss(on_class, mask, tgt, rows) == 1.0
+
+
+def test_the_guided_loss_trains_in_the_loop(data, tmp_path):
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=20, eval_every=10, guide=1.0,
+                       **{**TINY, "lr": 1e-2}))
+    losses = _losses(run)
+    assert len(losses) == 2 and losses[-1] < losses[0], losses
+
+
+def test_the_crnns_best_path_gives_each_tokens_first_frame():
+    from omr_train.align import first_emissions
+
+    path = torch.tensor([0, 3, 3, 0, 0, 5, 0, 5, 5, 2, 0])
+    assert first_emissions(path, torch.tensor([3, 5, 5, 2])).tolist() == [1, 5, 7, 9]
+    assert first_emissions(path, torch.tensor([3, 5, 2])) is None  # the path reads another label
+    assert first_emissions(path, torch.tensor([3, 0, 5, 2])) is None  # a token the CRNN lacks
+
+
+def test_alignment_loss_is_low_on_the_tokens_columns_and_skips_the_rest():
+    from omr_train.align import alignment_loss
+
+    frames = torch.tensor([[0, 4, 9, -1], [-1, -1, -1, -1]])
+    weights = torch.full((2, 4, 1 + 2 * 6), 1e-4)  # class token, 2 rows of 6 columns (of 8 px)
+    for t, f in enumerate([0, 4, 9]):
+        weights[0, t, 1 + 6 + (f * 4 + 2) // 8] = 1.0  # row 1, the frame's column
+    low = alignment_loss(weights, frames, crnn_stride=4, stride=8, rows=2)
+    weights[0, :, 1:] = weights[0, :, 1:].flip(-1)
+    assert low < 0.01 < alignment_loss(weights, frames, crnn_stride=4, stride=8, rows=2)
+    assert alignment_loss(weights, torch.full_like(frames, -1), 4, 8, 2) is None
+
+
+def test_the_aligned_loss_trains_in_the_loop(data, tall_crnn, tmp_path):
+    run = tmp_path / "run"
+    train(TrainOptions(data=str(data), out=str(run), steps=4, eval_every=2, guide=1.0,
+                       align_from=str(tall_crnn / "last.pt"), lstm_hidden=16,
+                       **{**TINY, "preset": "tromr-lean-lstm"}))
+    assert len(_losses(run)) == 2

@@ -262,3 +262,31 @@ def test_batches_pad_to_whole_patches_and_cut_at_the_widest_input():
     batch, widths = ar.batch(crops, 16, 32)
     assert batch.shape == (2, 1, 8, 32) and list(widths) == [5, 32]
     assert batch[0].max() == 0 and batch[1, 0, :, :32].min() == 1
+
+
+def test_the_column_stem_exports_and_reads_as_pytorch_reads(trained, tmp_path):
+    """tromr-lean-lstm (the CRNN's conv blocks and LSTM under the encoder): the same export
+    and verification, ONNX encoder and decoder against PyTorch's greedy tokens."""
+    from omr_export.to_onnx import export_fp32, verify_onnx
+
+    torch.manual_seed(0)
+    column = tromr.PRESETS["tromr-lean-lstm"]
+    engraved = engraved_staves(column.input_height, column.staff_fraction, 3, 7)
+    labels = [list(engraved[0].tokens[:14]), list(engraved[1].tokens[:14]), CHORDS]
+    vocab = FactorVocabulary.from_labels(labels)
+    cfg = replace(tromr.configure(column, vocab), stem_channels=(8, 16, 16, 16), lstm_hidden=16,
+                  dim=32, heads=2, encoder_depth=1, decoder_depth=1, dropout=0.0, max_seq_len=48)
+    model = tromr.build(cfg)
+    batch, widths = ar.batch([s.pixels for s in engraved], cfg.stride[1], cfg.max_width)
+    teach_tromr(model, torch.from_numpy(batch), torch.from_numpy(widths),
+                tromr.targets([vocab.encode(x) for x in labels]), steps=120, lr=3e-3)
+    path = tmp_path / "column.pt"
+    checkpoint.save(path, model, cfg, vocab, step=120)
+    exportable = load(path)
+    staves = [Stave(f"train/{k}", s.pixels, tuple(x), "folder/train")
+              for k, (s, x) in enumerate(zip(engraved, labels))]
+    verifier = Verifier(exportable.spec, reference_runner(exportable), staves)
+    assert max(len(verifier.tokens(o.ids)) for o in verifier.reference) >= 5
+    onnx = export_fp32(exportable, tmp_path / "column.onnx")
+    report = verify_onnx(onnx, exportable, "fp32", verifier)
+    assert report.ok and report.token_mismatches == 0

@@ -9,6 +9,7 @@ index), so a resumed run continues exactly where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from omr.vocab import FactorVocabulary, Vocabulary
 
 from . import checkpoint, tromr
+from .align import CRNNAligner, alignment_loss
 from .augment import AugmentOptions, augment
 from .dataset import Sample, bucket_batches, collate, collate_ink, png_width, read_folder
 from .metrics import ctc_greedy, score
@@ -59,6 +61,15 @@ class TrainOptions:
     stop_after: int = 0  # end this invocation at this global step (chunked sessions); 0 = steps
     init: str = ""  # start from these weights (a shipped checkpoint), with a fresh optimizer
     stem_from: str = ""  # tromr: start the conv stem from this CRNN checkpoint's conv blocks
+    # tromr: for this many steps train only what is not the stem (a stem from the CRNN keeps
+    # what it reads while the decoder is still noise, and the steps skip its backward pass).
+    freeze_stem: int = 0
+    # tromr: weight of the guided attention loss on the first decoder layer's cross-attention.
+    guide: float = 0.0
+    # tromr: a CRNN checkpoint whose best path shows where each token is (align.py), and the
+    # weight of the loss that teaches the last decoder layer's cross-attention to look there.
+    align_from: str = ""
+    align: float = 1.0
     # Tiny models for tests: override the preset's sizes.
     channels: tuple[int, ...] = ()
     lstm_hidden: int = 0
@@ -171,7 +182,10 @@ def validate(model, samples: list[Sample], vocab, device, batch_size: int = 32,
                     for s in chunk]
             batch, widths = collate(imgs)
             images = torch.from_numpy(batch).to(device).contiguous(memory_format=CHANNELS_LAST)
-            reads = task.read(model, images, torch.from_numpy(widths), vocab)
+            # An untrained decoder runs on to its last position; past twice the reference
+            # every token is an insertion anyway, and the cap keeps validation minutes short.
+            cap = 2 * max(len(s.tokens) for s in chunk) + 8
+            reads = task.read(model, images, torch.from_numpy(widths), vocab, cap)
             pairs += [(tokens, s.tokens) for tokens, s in zip(reads, chunk)]
     model.train()
     return score(pairs).ser
@@ -220,7 +234,10 @@ class CTC:
         in_lens = output_lengths(widths, checkpoint.unwrap(model).cfg).clamp(max=lp.shape[0])
         return F.ctc_loss(lp, targets, in_lens, tlens, blank=0, reduction="mean", zero_infinity=True)
 
-    def read(self, model, batch, widths, vocab) -> list[list[str]]:
+    def with_options(self, opt: TrainOptions, vocab, device) -> CTC:
+        return self
+
+    def read(self, model, batch, widths, vocab, max_tokens: int = 0) -> list[list[str]]:
         lp = model(batch).float().cpu().numpy()
         lengths = output_lengths(widths, model.cfg).numpy()
         return [vocab.decode(ctc_greedy(row, int(n))) for row, n in zip(lp, lengths)]
@@ -238,6 +255,14 @@ class Seq2Seq(CTC):
 
     name, presets, format = "tromr", tromr.PRESETS, checkpoint.TROMR_FORMAT
 
+    def __init__(self, guide: float = 0.0, aligner=None, align: float = 0.0):
+        self.guide = guide  # weight of the guided attention loss (0: none)
+        self.aligner, self.align = aligner, align  # align.CRNNAligner, the loss's weight
+
+    def with_options(self, opt: TrainOptions, vocab, device) -> Seq2Seq:
+        aligner = CRNNAligner(Path(opt.align_from), vocab, device) if opt.align_from else None
+        return Seq2Seq(opt.guide, aligner, opt.align)
+
     def vocabulary(self, labels) -> FactorVocabulary:
         # Every rhythm and pitch the notation has, so the run can go on with chords later.
         return FactorVocabulary.from_labels(labels, grammar=True)
@@ -254,6 +279,8 @@ class Seq2Seq(CTC):
             cfg = replace(cfg, dim=opt.dim, heads=max(1, opt.dim // 32))
         if opt.depth:
             cfg = replace(cfg, encoder_depth=opt.depth, decoder_depth=opt.depth)
+        if opt.lstm_hidden:
+            cfg = replace(cfg, lstm_hidden=opt.lstm_hidden)
         return cfg
 
     def build(self, cfg: tromr.TrOMRConfig) -> torch.nn.Module:
@@ -275,13 +302,34 @@ class Seq2Seq(CTC):
 
     def forward(self, model, images, widths, labels):
         t = labels[0]
-        return model(images, widths.to(images.device), t.rhythm_in, t.pitch_in, t.lift_in)
+        args = (images, widths.to(images.device), t.rhythm_in, t.pitch_in, t.lift_in)
+        layers = checkpoint.unwrap(model).decoder
+        first = tromr.CrossAttentionSeen(layers[0].cross_attn) if self.guide else None
+        last = tromr.CrossAttentionSeen(layers[-1].cross_attn) if self.aligner else None
+        with contextlib.ExitStack() as stack:
+            for seen in (first, last):
+                if seen:
+                    stack.enter_context(seen)
+            logits = model(*args)
+        frames = self.aligner.frames(images, widths, t) if self.aligner else None
+        return logits, first, last, frames
 
     def loss(self, model, out, widths, labels) -> torch.Tensor:
-        return tromr.loss(out, labels[0], checkpoint.unwrap(model).is_note)["total"]
+        logits, first, last, frames = out
+        m = checkpoint.unwrap(model)
+        total = tromr.loss(logits, labels[0], m.is_note)["total"]
+        rows = m.cfg.grid[0]
+        if first:
+            total = total + self.guide * tromr.guided_attention_loss(first.weights, first.mask,
+                                                                     labels[0], rows)
+        if last:
+            aligned = alignment_loss(last.weights, frames, self.aligner.stride, m.cfg.stride[1], rows)
+            if aligned is not None:
+                total = total + self.align * aligned
+        return total
 
-    def read(self, model, batch, widths, vocab) -> list[list[str]]:
-        return tromr.read(model, vocab, batch, widths)
+    def read(self, model, batch, widths, vocab, max_tokens: int = 0) -> list[list[str]]:
+        return tromr.read(model, vocab, batch, widths, tromr.DecodingOptions(max_length=max_tokens))
 
     def start_from(self, model, init: dict, rank: int) -> None:
         source = tromr.TrOMRConfig.from_dict(init["config"])
@@ -340,6 +388,7 @@ def train(opt: TrainOptions) -> Path:
     if len(train_set) < opt.batch_size * world and not opt.grow:
         raise click.ClickException(f"{len(train_set)} training staves under {opt.data}: "
                                    f"fewer than one batch of {opt.batch_size * world}")
+    kind = kind.with_options(opt, vocab, device)
     model = kind.build(cfg)
     if init:
         kind.start_from(model, init, rank)
@@ -354,6 +403,9 @@ def train(opt: TrainOptions) -> Path:
         step, elapsed, best_ser = ckpt["step"], ckpt["elapsed"], ckpt["best_ser"]
         torch.set_rng_state(ckpt["torch_rng"])
     if ddp:
+        if opt.freeze_stem:
+            raise click.ClickException("--freeze-stem: not with torchrun (DDP fixes which "
+                                       "parameters learn when it wraps the model)")
         model = torch.nn.parallel.DistributedDataParallel(model)
 
     camera = AugmentOptions(strength=opt.augment, p_damaged_start=opt.damaged_start)
@@ -397,12 +449,17 @@ def train(opt: TrainOptions) -> Path:
                         TimeElapsedColumn(), TextColumn("{task.fields[info]}"), disable=rank != 0)
     start_time = time.time() - elapsed
     window, counted, t_window = [], 0, time.time()
+    stem = getattr(checkpoint.unwrap(model), "stem", None)
+    if stem is not None and step < opt.freeze_stem:
+        stem.requires_grad_(False)
     with progress:
         task = progress.add_task(cfg.name, total=opt.steps, completed=step, info="")
         for images, wids, *labels in loader:
             if step >= opt.steps or (opt.max_minutes and elapsed >= 60 * opt.max_minutes) \
                     or (opt.stop_after and step >= opt.stop_after):
                 break
+            if stem is not None and step == opt.freeze_stem > 0:
+                stem.requires_grad_(True)
             lr = opt.lr * _lr_factor(opt, step, elapsed)
             for g in optim.param_groups:
                 g["lr"] = lr
@@ -595,7 +652,17 @@ def crnn(**kw) -> None:
 @main.command("tromr")
 @_train_options(tromr.PRESETS, "tromr-lean", "runs/tromr")
 @click.option("--stem-from", default="", help="Start the conv stem from this CRNN checkpoint "
-              "(tromr-lean: models/crnn.pt's conv blocks).")
+              "(tromr-lean: models/crnn.pt's conv blocks; tromr-lean-lstm: its conv blocks and LSTM).")
+@click.option("--guide", default=0.0, show_default=True,
+              help="Weight of the guided attention loss (DCTTS): the first decoder layer's "
+                   "cross-attention is pulled towards reading the staff left to right.")
+@click.option("--align-from", default="", help="A CRNN checkpoint (models/crnn.pt): where its "
+              "best path reads a staff's label, the last decoder layer learns to look at each "
+              "token's frames.")
+@click.option("--align", default=TrainOptions.align, show_default=True,
+              help="With --align-from: the weight of that loss.")
+@click.option("--freeze-stem", default=0, show_default=True,
+              help="Train all but the stem for this many steps (a stem started --stem-from).")
 @click.option("--dim", default=0, help="Override the width (tiny test models).")
 @click.option("--depth", default=0, help="Override the encoder and decoder depth (tiny test models).")
 def tromr_command(**kw) -> None:

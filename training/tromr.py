@@ -15,7 +15,11 @@ how wide the staves beside it are, and with batch norm the CRNN's conv blocks ca
 key-padding mask over the patches past each staff's end, so that the padding is not read
 (what is left is the last patch's edge, which sees paper after batch norm in a batch and the
 convolution's zeros alone); the lean preset's stem is the CRNN's conv blocks, so that the
-shipped CRNN can start it (`start_stem_from_crnn`).
+shipped CRNN can start it (`start_stem_from_crnn`); tromr-lean-lstm's stem is the CRNN's whole
+encoder, conv blocks and BiLSTM (`ColumnStem`), one encoder position per four columns; and
+Tachibana et al.'s guided attention loss (`guided_attention_loss`), which the paper does not
+use: on two CPU cores, after 60,000 staves, the decoder's cross-attention was still nearly
+uniform over the staff and the model a language model (teacher-forced pitch 12 % right).
 
 The decoder keeps no state: `decode` takes the past keys and values and returns them with the
 new ones (whisper's KV cache, made explicit), and the cross-attention keys and values are
@@ -51,6 +55,10 @@ class TrOMRConfig:
     stem_channels: tuple[int, ...] = (16, 32, 64, 128)  # resnetv2: the root's, then each stage's
     stem_layers: tuple[int, ...] = ()
     stem_pools: tuple[int, ...] = (2, 2, 1, 1)
+    # "crnn-lstm": the CRNN's conv blocks and its bidirectional LSTM over their columns, so
+    # the encoder reads one position per column (stride 4), as the CRNN's CTC head does.
+    lstm_hidden: int = 128
+    lstm_layers: int = 2
     patch: tuple[int, int] = (1, 4)  # patch (rows, columns) on the stem's feature map
     dim: int = 128
     heads: int = 4
@@ -70,6 +78,8 @@ class TrOMRConfig:
         if self.stem == "resnetv2":
             s = 4 * 2 ** (len(self.stem_layers) - 1)
             sh, sw = s, s
+        elif self.stem == "crnn-lstm":
+            sh, sw = self.input_height, math.prod(self.stem_pools)
         else:
             sh, sw = 2 ** len(self.stem_channels), math.prod(self.stem_pools)
         return sh * self.patch[0], sw * self.patch[1]
@@ -107,6 +117,10 @@ PRESETS = {
     # What learns on two CPU cores: crnn-lite-tall's window (96 px, staff over 0.30) and the
     # CRNN's conv blocks, 6 patch rows of 16 columns, width 128, 2 encoder and 3 decoder layers.
     "tromr-lean": TrOMRConfig(input_height=96, staff_fraction=TALL),
+    # tromr-lean with the CRNN's whole encoder (conv blocks and BiLSTM, one position per
+    # 4 columns) under the ViT layers.
+    "tromr-lean-lstm": TrOMRConfig(name="tromr-lean-lstm", input_height=96, staff_fraction=TALL,
+                                   stem="crnn-lstm", patch=(1, 1)),
 }
 
 
@@ -131,6 +145,35 @@ def crnn_blocks(channels: tuple[int, ...], pools: tuple[int, ...]) -> nn.Sequent
                    nn.LeakyReLU(0.2, inplace=True), nn.MaxPool2d((2, wp), (2, wp))]
         cin = cout
     return nn.Sequential(*layers)
+
+
+class ColumnStem(nn.Module):
+    """The CRNN's encoder whole (training/model.py: `conv`, then `lstm` over the columns of its
+    feature map, the same names, so a CRNN checkpoint loads into it as it is). Returns
+    [N, 2 * hidden, 1, columns]: one row, so each encoder position is a column of the staff."""
+
+    def __init__(self, cfg: TrOMRConfig):
+        super().__init__()
+        self.conv = crnn_blocks(cfg.stem_channels, cfg.stem_pools)
+        rows = cfg.input_height // 2 ** len(cfg.stem_channels)
+        self.lstm = nn.LSTM(cfg.stem_channels[-1] * rows, cfg.lstm_hidden, num_layers=cfg.lstm_layers,
+                            bidirectional=True, batch_first=True,
+                            dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.conv(x)
+        n, c, h, t = f.shape
+        f, _ = self.lstm(f.permute(0, 3, 1, 2).reshape(n, t, c * h))
+        return f.transpose(1, 2)[:, :, None, :]
+
+
+def sinusoids(length: int, dim: int) -> torch.Tensor:
+    """Transformer positions (Vaswani et al.), [length, dim]."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return table
 
 
 class Bottleneck(nn.Module):
@@ -255,13 +298,22 @@ class TrOMR(nn.Module):
     def __init__(self, cfg: TrOMRConfig):
         super().__init__()
         self.cfg = cfg
-        self.stem = resnetv2_stem(cfg.stem_channels, cfg.stem_layers) if cfg.stem == "resnetv2" \
-            else crnn_blocks(cfg.stem_channels, cfg.stem_pools)
+        if cfg.stem == "resnetv2":
+            self.stem = resnetv2_stem(cfg.stem_channels, cfg.stem_layers)
+        elif cfg.stem == "crnn-lstm":
+            self.stem = ColumnStem(cfg)
+        else:
+            self.stem = crnn_blocks(cfg.stem_channels, cfg.stem_pools)
         d = cfg.dim
-        self.patch = nn.Conv2d(cfg.stem_channels[-1], d, cfg.patch, cfg.patch)
+        features = 2 * cfg.lstm_hidden if cfg.stem == "crnn-lstm" else cfg.stem_channels[-1]
+        self.patch = nn.Conv2d(features, d, cfg.patch, cfg.patch)
         rows, cols = cfg.grid
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.enc_pos = nn.Parameter(torch.randn(1, 1 + rows * cols, d) * 0.02)
+        if cfg.stem == "crnn-lstm":
+            # Cross-attention must find the next column from the start; learned positions
+            # begin as noise and take thousands of steps to order themselves.
+            self.enc_pos.data[0, 1:] = sinusoids(cols, d) * 0.1
         self.encoder = nn.ModuleList(EncoderBlock(d, cfg.heads, cfg.dropout)
                                      for _ in range(cfg.encoder_depth))
         self.enc_norm = nn.LayerNorm(d)
@@ -347,10 +399,12 @@ def configure(cfg: TrOMRConfig, vocab: FactorVocabulary) -> TrOMRConfig:
 
 
 def start_stem_from_crnn(model: TrOMR, crnn_state: dict[str, torch.Tensor]) -> list[str]:
-    """Copy a CRNN checkpoint's conv blocks into a "crnn" stem; returns the layers left as
-    they were (shapes that differ, or layers the CRNN lacks)."""
+    """Copy a CRNN checkpoint's conv blocks into a "crnn" stem, and its LSTM too into a
+    "crnn-lstm" one; returns the layers left as they were (shapes that differ, or layers the
+    CRNN lacks)."""
     own = model.stem.state_dict()
-    source = {k[len("conv."):]: v for k, v in crnn_state.items() if k.startswith("conv.")}
+    source = crnn_state if isinstance(model.stem, ColumnStem) else \
+        {k[len("conv."):]: v for k, v in crnn_state.items() if k.startswith("conv.")}
     carried = {k: source[k].float() for k in own if k in source and source[k].shape == own[k].shape}
     model.stem.load_state_dict({**own, **carried})
     return sorted({k.rsplit(".", 1)[0] for k in own if k not in carried})
@@ -407,6 +461,50 @@ def loss(logits: Logits, tgt: Targets, is_note: torch.Tensor,
     return parts
 
 
+class CrossAttentionSeen:
+    """The weights of one cross-attention layer in a forward pass, for `guided_attention_loss`
+    (taken by a hook, so that the model and its exported graphs stay as they are)."""
+
+    def __init__(self, attn: Attention):
+        self.attn = attn
+        self.weights = self.mask = None  # head-averaged weights [N, T, S], the memory mask
+
+    def __enter__(self):  # -> Self (typing.Self: Python 3.11)
+        self.handle = self.attn.register_forward_hook(self._keep)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.handle.remove()
+
+    def _keep(self, module, args, output) -> None:
+        # Computed here, inside the forward pass and its autocast, as the layer computed them.
+        x, (k, _), mask = args
+        q = self.attn._split(self.attn.q(x))
+        scores = (q @ k.transpose(-1, -2)).float() / math.sqrt(q.shape[-1])
+        self.mask = mask
+        self.weights = scores.masked_fill(~mask, -math.inf).softmax(-1).mean(1)  # [N, T, S]
+
+
+def guided_attention_loss(weights: torch.Tensor, memory_mask: torch.Tensor, tgt: Targets,
+                          rows: int = 1, width: float = 0.2) -> torch.Tensor:
+    """Tachibana et al.'s guided attention (DCTTS, 2018): attention to column c for token t
+    costs 1 - exp(-(c/C - t/T)^2 / 2 width^2), C the staff's columns and T its tokens, so the
+    decoder learns early to read the staff left to right, in step with what it writes.
+    weights [N, T, S]: the class token, then `rows` patch rows of the batch's columns."""
+    valid = tgt.rhythm != IGNORE  # [N, T]
+    per_row = (weights.shape[-1] - 1) // rows
+    staff_cols = memory_mask[:, 0, 0, 1:1 + per_row].sum(-1).clamp(min=1).float()  # [N]
+    lengths = valid.sum(-1).clamp(min=1).float()
+    col = (torch.arange(rows * per_row, device=weights.device) % per_row).float()
+    t = torch.arange(weights.shape[1], device=weights.device).float()
+    offset = (col[None, None, :] + 0.5) / staff_cols[:, None, None] \
+        - (t[None, :, None] + 0.5) / lengths[:, None, None]
+    cost = 1 - torch.exp(-offset.square() / (2 * width ** 2))
+    # The class token is off the staff and costs in full: a first run, where it cost nothing,
+    # put 90 % of its attention there and learned nothing from the guide.
+    return ((weights[..., 1:] * cost).sum(-1) + weights[..., 0])[valid].mean()
+
+
 # --- decoding ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -451,7 +549,7 @@ def greedy(model: TrOMR, images: torch.Tensor, widths: torch.Tensor | None = Non
            max_length: int = 0, bos: int = 1, eos: int = 2) -> list[Reading]:
     """Batched greedy decoding with the KV cache; a staff stops at its EOS."""
     n = images.shape[0]
-    steps = max_length or model.cfg.max_seq_len - 1
+    steps = min(max_length or model.cfg.max_seq_len - 1, model.cfg.max_seq_len - 1)
     memory, mask = model.encode(images, widths)
     cross = model.cross_cache(memory)
     r = torch.full((n, 1), bos, dtype=torch.long, device=images.device)
@@ -485,7 +583,7 @@ def beam_search(model: TrOMR, image: torch.Tensor, width: int | None = None, bea
     """Beam search over whole tokens for one staff ([1, 1, H, W]). Each beam grows by its
     `beam` likeliest rhythms, a note rhythm by each of its `beam` likeliest pitches with the
     likeliest lift; hypotheses are ranked by mean log-probability per token, as whisper's."""
-    steps = max_length or model.cfg.max_seq_len - 1
+    steps = min(max_length or model.cfg.max_seq_len - 1, model.cfg.max_seq_len - 1)
     widths = None if width is None else torch.tensor([width], device=image.device)
     memory, mask = model.encode(image, widths)
     cross = model.cross_cache(memory)
