@@ -62,11 +62,11 @@ def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
     Confidence is the mean probability of the winning class over the non-blank frames
     (1.0 for an empty result: nothing was claimed).
     """
-    ids, _, confidence = _best_path(log_probs)
+    ids, _, confidence = best_path(log_probs)
     return ids, confidence
 
 
-def _best_path(log_probs: np.ndarray) -> tuple[list[int], np.ndarray, float]:
+def best_path(log_probs: np.ndarray) -> tuple[list[int], np.ndarray, float]:
     """Collapsed best path, each emitted id's run of frames (rows [start, end)), confidence."""
     best = log_probs.argmax(axis=1)
     emitted = best != 0
@@ -83,7 +83,7 @@ def _best_path(log_probs: np.ndarray) -> tuple[list[int], np.ndarray, float]:
 
 def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = DecodeOptions()) -> Decoded:
     """Tokens of one staff from its log-probabilities [T, C] (valid frames only)."""
-    ids, spans, confidence = _best_path(log_probs)
+    ids, spans, confidence = best_path(log_probs)
     tokens = vocab.decode(ids)
     clef, clef_confidence, clef_end = _first_clef(log_probs, ids, spans, tokens)
     fixed = tokens

@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omr.vocab import CHORD, FactorVocabulary, compose, factorise, grammar_parts
 
@@ -182,13 +183,16 @@ def test_the_stem_starts_from_a_crnn_checkpoint(data, tmp_path, capsys):
         assert torch.equal(started["stem." + k].float(), source["conv." + k].float()), k
 
 
+def _column_run(data: Path, crnn: Path, out: Path, freeze_stem: int) -> dict:
+    """Two steps of a tiny tromr-lean-lstm started from `crnn`'s encoder: its last.pt."""
+    train(TrainOptions(data=str(data), out=str(out), steps=2, eval_every=2, stem_from=str(crnn / "last.pt"),
+                       freeze_stem=freeze_stem, lstm_hidden=16, **{**TINY, "preset": "tromr-lean-lstm"}))
+    return checkpoint.load(out / "last.pt")
+
+
 def test_the_column_stem_starts_from_the_crnns_whole_encoder(data, tall_crnn, tmp_path):
-    crnn = tall_crnn
-    run = tmp_path / "tromr"
-    train(TrainOptions(data=str(data), out=str(run), steps=2, eval_every=2, stem_from=str(crnn / "last.pt"),
-                       freeze_stem=1, lstm_hidden=16, **{**TINY, "preset": "tromr-lean-lstm"}))
-    source = checkpoint.load(crnn / "last.pt")["model"]
-    started = checkpoint.load(run / "last.pt")
+    started = _column_run(data, tall_crnn, tmp_path / "tromr", freeze_stem=1)
+    source = checkpoint.load(tall_crnn / "last.pt")["model"]
     assert started["config"]["stem"] == "crnn-lstm" and started["config"]["lstm_hidden"] == 16
     weights = started["model"]
     # Step 1 froze the stem, step 2 trained it: the LSTM moved, from the CRNN's weights.
@@ -198,12 +202,8 @@ def test_the_column_stem_starts_from_the_crnns_whole_encoder(data, tall_crnn, tm
 
 
 def test_a_frozen_stem_keeps_the_crnns_weights(data, tall_crnn, tmp_path):
-    crnn = tall_crnn
-    run = tmp_path / "tromr"
-    train(TrainOptions(data=str(data), out=str(run), steps=2, eval_every=2, stem_from=str(crnn / "last.pt"),
-                       freeze_stem=5, lstm_hidden=16, **{**TINY, "preset": "tromr-lean-lstm"}))
-    source = checkpoint.load(crnn / "last.pt")["model"]
-    weights = checkpoint.load(run / "last.pt")["model"]
+    weights = _column_run(data, tall_crnn, tmp_path / "tromr", freeze_stem=5)["model"]
+    source = checkpoint.load(tall_crnn / "last.pt")["model"]
     for k in ("conv.0.weight", "lstm.weight_ih_l0", "lstm.weight_hh_l1_reverse"):
         assert torch.equal(weights["stem." + k].float(), source[k].float()), k
 
@@ -302,10 +302,11 @@ def test_the_guided_loss_trains_in_the_loop(data, tmp_path):
 def test_the_crnns_best_path_gives_each_tokens_first_frame():
     from omr_train.align import first_emissions
 
-    path = torch.tensor([0, 3, 3, 0, 0, 5, 0, 5, 5, 2, 0])
-    assert first_emissions(path, torch.tensor([3, 5, 5, 2])).tolist() == [1, 5, 7, 9]
-    assert first_emissions(path, torch.tensor([3, 5, 2])) is None  # the path reads another label
-    assert first_emissions(path, torch.tensor([3, 0, 5, 2])) is None  # a token the CRNN lacks
+    path = [0, 3, 3, 0, 0, 5, 0, 5, 5, 2, 0]
+    log_probs = np.log(np.eye(6)[path] * 0.9 + 0.02)  # the path's class likeliest in each frame
+    assert first_emissions(log_probs, [3, 5, 5, 2]).tolist() == [1, 5, 7, 9]
+    assert first_emissions(log_probs, [3, 5, 2]) is None  # the path reads another label
+    assert first_emissions(log_probs, [3, 0, 5, 2]) is None  # a token the CRNN lacks
 
 
 def test_alignment_loss_is_low_on_the_tokens_columns_and_skips_the_rest():

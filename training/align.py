@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
+from omr.decode import best_path
 from omr.vocab import FactorVocabulary
 
 from . import checkpoint
@@ -46,32 +48,28 @@ class CRNNAligner:
     def frames(self, images: torch.Tensor, widths: torch.Tensor, tgt: Targets) -> torch.Tensor:
         """[N, T]: the CRNN frame of each target token, -1 where the staff has no alignment
         (its best path is not its label) and at EOS and padding."""
-        best = self.crnn(images.float()).argmax(-1)  # N, frames
-        lengths = output_lengths(widths.to(best.device), self.cfg).clamp(max=best.shape[1])
+        log_probs = self.crnn(images.float()).float().cpu().numpy()  # N, frames, classes
+        lengths = output_lengths(widths, self.cfg).clamp(max=log_probs.shape[1])
         valid = tgt.rhythm != IGNORE
         # The label in CRNN classes; EOS maps to none (0), as any token the CRNN lacks.
         ids = self.table[(tgt.rhythm.clamp(min=0) * self.radix[0] + tgt.pitch.clamp(min=0)
                           * self.radix[1] + tgt.lift.clamp(min=0))]
         out = torch.full_like(tgt.rhythm, -1)
-        for i in range(best.shape[0]):
-            label = ids[i][valid[i]][:-1]  # without EOS
-            emitted = first_emissions(best[i, :int(lengths[i])], label)
+        for i in range(len(log_probs)):
+            label = ids[i][valid[i]][:-1].tolist()  # without EOS
+            emitted = first_emissions(log_probs[i, :int(lengths[i])], label)
             if emitted is not None:
-                out[i, :len(label)] = emitted
+                out[i, :len(label)] = torch.from_numpy(emitted)
         return out
 
 
-def first_emissions(path: torch.Tensor, label: torch.Tensor) -> torch.Tensor | None:
-    """The frame where a best path (class per frame, 0 blank) first emits each of its tokens,
-    if what it emits is `label` (0 in it: a token the CRNN lacks); None otherwise."""
-    if len(label) == 0 or bool((label == 0).any()):
+def first_emissions(log_probs: np.ndarray, label: list[int]) -> np.ndarray | None:
+    """The frame where the best path (the runtime's, omr.decode.best_path) first emits each
+    of its tokens, if what it emits is `label` (0 in it: a token the CRNN lacks); else None."""
+    if not label or 0 in label:
         return None
-    starts = torch.ones_like(path, dtype=torch.bool)
-    starts[1:] = path[1:] != path[:-1]
-    emitted = torch.nonzero(starts & (path != 0)).flatten()
-    if len(emitted) != len(label) or not bool((path[emitted] == label).all()):
-        return None
-    return emitted
+    emitted, spans, _ = best_path(log_probs)
+    return spans[:, 0] if emitted == label else None
 
 
 def alignment_loss(weights: torch.Tensor, frames: torch.Tensor, crnn_stride: int,
