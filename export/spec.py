@@ -29,6 +29,7 @@ from omr.autoregressive import (
 )
 from omr.geometry import SIDE_MARGIN_SPACES, STAFF_FRACTION
 from omr.vocab import FactorVocabulary, Vocabulary
+from omr_train import checkpoint
 from omr_train.checkpoint import FORMAT as CRNN_FORMAT
 from omr_train.checkpoint import TROMR_FORMAT
 
@@ -168,7 +169,7 @@ def _crnn(path: Path, ckpt: dict) -> Exportable:
         raise ValueError(f"config has {cfg.num_classes} classes, vocabulary {vocab.size}")
     model = build(cfg)
     # Shipped checkpoints hold fp16 weights; every export starts from fp32.
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.load_state_dict(checkpoint.weights(ckpt))
     model.eval()
     provenance = {k: str(ckpt[k]) for k in ("step", "best_ser") if k in ckpt}
     spec = ModelSpec(family="crnn", name=cfg.name, version=_version(path, ckpt), vocab=vocab,
@@ -289,7 +290,7 @@ def _tromr(path: Path, ckpt: dict) -> Exportable:
         raise ValueError(f"config's heads {cfg.num_rhythms, cfg.num_pitches, cfg.num_lifts} "
                          f"differ from the vocabulary's {vocab.sizes}")
     model = tromr.build(cfg)
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.load_state_dict(checkpoint.weights(ckpt))
     model.eval()
     provenance = {k: str(ckpt[k]) for k in ("step", "best_ser") if k in ckpt}
     spec = Seq2SeqSpec(family="tromr", name=cfg.name, version=_version(path, ckpt), vocab=vocab,

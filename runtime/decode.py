@@ -149,14 +149,17 @@ def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measur
         if isinstance(s, sem.TimeSignature):
             _fix_time_signature(out, symbols, alts, i, min_measures)
     measures = complete_measures(symbols)
-    lengths = [_length(symbols[a:b]) for a, b, _ in measures]
+    lengths = [_length(out[a:b]) for a, b, _ in measures]
     fitting = [x for x, (_, _, ts) in zip(lengths, measures) if fits(x, ts)]
     if not fitting:
         return out
     usual = Counter(fitting).most_common(1)[0][0]
     wrong = [(a, b) for (a, b, ts), x in zip(measures, lengths) if abs(x - usual) >= EPS and fits(usual, ts)]
+    # A chord's or a second voice's duration moves the measure's length by its own rule (the
+    # time rule), not by the difference of the two durations `_fix_duration` weighs.
+    mendable = [(a, b) for a, b in wrong if not any(isinstance(s, sem.Join) for s in symbols[a:b])]
     if len(fitting) >= max(min_measures, len(wrong)):
-        for start, end in wrong:
+        for start, end in mendable:
             _fix_duration(out, symbols, alts, start, end, usual, max_duration_cost)
     return out
 
@@ -188,8 +191,10 @@ def complete_measures(symbols: list) -> list[tuple[int, int, sem.TimeSignature]]
     return found
 
 
-def _length(symbols: list) -> float:
-    return sum(s.duration for s in symbols if isinstance(s, (sem.Note, sem.Rest)))
+def _length(tokens: list[str]) -> float:
+    """Quarter notes from a measure's first onset to where its last sound ends: by the time rule
+    (omr.semantic), so a chord counts once and two voices side by side count once."""
+    return sem.layout(tokens).length
 
 
 def _fix_time_signature(out: list[str], symbols: list, alts, i: int, min_measures: int) -> None:
@@ -201,8 +206,8 @@ def _fix_time_signature(out: list[str], symbols: list, alts, i: int, min_measure
         return
     end = next((j for j in range(i + 1, len(symbols)) if isinstance(symbols[j], sem.TimeSignature)),
                len(symbols))
-    region = symbols[i:end]
-    lengths = [_length(region[a:b]) for a, b, _ in complete_measures(region)]
+    region = out[i:end]
+    lengths = [_length(region[a:b]) for a, b, _ in complete_measures(symbols[i:end])]
 
     def fit(ts: sem.TimeSignature) -> int:
         return sum(fits(x, ts) for x in lengths)
@@ -220,7 +225,7 @@ def _fix_time_signature(out: list[str], symbols: list, alts, i: int, min_measure
 def _fix_duration(out: list[str], symbols: list, alts, start: int, end: int, expected: float,
                   max_cost: float) -> None:
     """One note or rest of a measure that does not add up: its cheapest runner-up that makes it."""
-    have = _length(symbols[start:end])
+    have = _length(out[start:end])
     choice = None
     for j in range(start, end):
         s = symbols[j]

@@ -112,11 +112,13 @@ def assert_resume_is_exact(data: Path, tmp_path: Path, steps: int, options: dict
                        stop_after=half, **options))
     assert checkpoint.load(parts / "last.pt")["step"] == half
     train(TrainOptions(data=str(data), out=str(parts), steps=steps, eval_every=half, **options))
-    a = checkpoint.load(whole / "last.pt")["model"]
-    b = checkpoint.load(parts / "last.pt")["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), k
+    one, other = checkpoint.load(whole / "last.pt"), checkpoint.load(parts / "last.pt")
+    assert one.keys() == other.keys()
+    for weights in ("model", "ema"):  # the moving average (--ema) resumes exactly too
+        a, b = one.get(weights, {}), other.get(weights, {})
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6), (weights, k)
 
 
 def staff_centres(page_staves) -> list[float]:

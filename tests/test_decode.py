@@ -123,3 +123,17 @@ def test_clef_confidence_is_the_clefs_probability_at_its_frames():
     assert abs(doubtful.clef_confidence - np.e / (np.e + 1)) < 1e-3
     assert sure.clef_confidence > 0.99
     assert decode(frames(read[1:], vocab, {}), vocab).clef_confidence == 1.0  # no clef read
+
+
+def test_chords_count_once_in_a_measures_length():
+    # Measure 1 holds chords of two quarters: by the time rule four quarters, not eight. So the
+    # 4/4 measures agree, and the short monophonic one is mended; the chords stay as read.
+    chords = [Q, "|", "note-B4_quarter"] * 4
+    wrong = [Q, Q, Q, E]
+    read = staff("timeSignature-4/4", [chords, [Q, Q, Q, Q], wrong])
+    vocab = vocab_for(read, ["timeSignature-4/4"])
+    at = len(read) - 3
+    assert read[at] == E
+    got = decode(frames(read, vocab, {at: (Q, 1.5), 4: (H, 1.0)}), vocab)
+    assert got.tokens[at] == Q and got.corrections == 1
+    assert got.tokens[:at] == read[:at]

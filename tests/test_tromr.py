@@ -168,6 +168,19 @@ def test_resumed_run_matches_an_uninterrupted_one(data, tmp_path):
     assert_resume_is_exact(data, tmp_path, 6, TINY)
 
 
+def test_the_moving_average_resumes_exactly_and_is_what_reads(data, tmp_path):
+    options = {**TINY, "ema": 0.9}
+    assert_resume_is_exact(data, tmp_path, 6, options)
+    ckpt = checkpoint.load(tmp_path / "whole" / "last.pt")
+    assert ckpt["ema"].keys() == ckpt["model"].keys()
+    moved = [k for k, v in ckpt["model"].items()
+             if v.is_floating_point() and not torch.allclose(v, ckpt["ema"][k])]
+    assert moved, "the average is the weights themselves"
+    model, *_ = checkpoint.load_tromr(tmp_path / "whole" / "last.pt")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt["ema"][k].float()), k
+
+
 def test_the_stem_starts_from_a_crnn_checkpoint(data, tmp_path, capsys):
     crnn = tmp_path / "crnn"
     train(TrainOptions(data=str(data), out=str(crnn), steps=2, eval_every=2, channels=(8, 16, 16, 16),

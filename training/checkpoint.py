@@ -56,11 +56,17 @@ def load_model(path: Path, map_location: str = "cpu") -> tuple[CRNN, CRNNConfig,
     return crnn_from(load(path, map_location, formats=(FORMAT,)))
 
 
+def weights(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The weights to read with, in fp32: a run's moving average of its weights where it kept
+    one (`--ema`; its validation scored those), else the weights it trained."""
+    return {k: v.float() for k, v in ckpt.get("ema", ckpt["model"]).items()}
+
+
 def crnn_from(ckpt: dict) -> tuple[CRNN, CRNNConfig, Vocabulary, dict]:
     """load_model for a checkpoint already loaded (by load)."""
     cfg = CRNNConfig.from_dict(ckpt["config"])
     model = build(cfg)
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.load_state_dict(weights(ckpt))
     model.eval()
     return model, cfg, Vocabulary(tuple(ckpt["vocab"])), ckpt
 
@@ -75,7 +81,7 @@ def tromr_from(ckpt: dict) -> tuple[tromr.TrOMR, tromr.TrOMRConfig, FactorVocabu
     """load_tromr for a checkpoint already loaded (by load)."""
     cfg = tromr.TrOMRConfig.from_dict(ckpt["config"])
     model = tromr.build(cfg)
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    model.load_state_dict(weights(ckpt))
     model.eval()
     return model, cfg, FactorVocabulary.from_dict(ckpt["vocab"]), ckpt
 
@@ -85,7 +91,7 @@ def slim(src: Path, dst: Path) -> None:
     ckpt = load(src)
     keep = {k: ckpt[k] for k in ("format", "config", "vocab", "step", "best_ser", "args",
                                  "elapsed") if k in ckpt}
-    keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in weights(ckpt).items()}
     tmp = Path(dst).with_name(Path(dst).name + ".tmp")
     torch.save(keep, tmp)
     os.replace(tmp, dst)

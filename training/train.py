@@ -70,6 +70,10 @@ class TrainOptions:
     # weight of the loss that teaches the last decoder layer's cross-attention to look there.
     align_from: str = ""
     align: float = 1.0
+    # Keep a moving average of the weights with this decay (0: none); validation, the best
+    # checkpoint and every reader then use it. At a constant learning rate the weights a step
+    # leaves are noisy; their average reads as an annealed run's would, and training goes on.
+    ema: float = 0.0
     # Tiny models for tests: override the preset's sizes.
     channels: tuple[int, ...] = ()
     lstm_hidden: int = 0
@@ -336,7 +340,7 @@ class Seq2Seq(CTC):
         if source != model.cfg:
             raise click.ClickException(f"--init: a {source.name} checkpoint carries into the same "
                                        f"network only, not {model.cfg.name}")
-        model.load_state_dict({k: v.float() for k, v in init["model"].items()})
+        model.load_state_dict(checkpoint.weights(init))
 
     def start_stem(self, model, path: str, rank: int) -> None:
         crnn = checkpoint.load(Path(path), formats=(checkpoint.FORMAT,))
@@ -402,6 +406,9 @@ def train(opt: TrainOptions) -> Path:
         optim.load_state_dict(ckpt["optimizer"])
         step, elapsed, best_ser = ckpt["step"], ckpt["elapsed"], ckpt["best_ser"]
         torch.set_rng_state(ckpt["torch_rng"])
+    average = _moving_average(model, opt.ema, ckpt)
+    if ckpt and average and "ema" not in ckpt:
+        best_ser = float("inf")  # scored on the weights, not on their average
     if ddp:
         if opt.freeze_stem:
             raise click.ClickException("--freeze-stem: not with torchrun (DDP fixes which "
@@ -427,14 +434,19 @@ def train(opt: TrainOptions) -> Path:
     state = {"best_ser": best_ser}
 
     def save_state(path: Path) -> None:
+        extra = {"ema": average.module.state_dict()} if average else {}
         checkpoint.save(path, model, cfg, vocab, optimizer=optim.state_dict(), step=step,
                         elapsed=elapsed, best_ser=state["best_ser"], args=_args(opt),
-                        torch_rng=torch.get_rng_state())
+                        torch_rng=torch.get_rng_state(), **extra)
 
     def log_validation(lr_text: str, rate, keep_first: bool = False) -> None:
         """Validate, append a log row, keep the best checkpoint (`keep_first`: keep one anyway)."""
-        ser = validate(checkpoint.unwrap(model), val_set, vocab, device, task=kind) \
-            if val_set else float("nan")
+        reader = average.module if average else checkpoint.unwrap(model)
+        ser = validate(reader, val_set, vocab, device, task=kind) if val_set else float("nan")
+        if average and val_set:  # what the average buys, beside the weights it averages
+            print(f"step {step}: validation SER {ser:.4f} averaged, "
+                  f"{validate(checkpoint.unwrap(model), val_set, vocab, device, task=kind):.4f} "
+                  "as trained", flush=True)
         mean_loss = round(float(np.mean(window)), 4) if window else 0.0
         with log_path.open("a") as f:
             csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world, mean_loss,
@@ -480,6 +492,8 @@ def train(opt: TrainOptions) -> Path:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
+            if average:
+                average.update_parameters(checkpoint.unwrap(model))
             step += 1
             elapsed = time.time() - start_time
             window.append(loss.item())
@@ -505,6 +519,22 @@ def train(opt: TrainOptions) -> Path:
     if ddp:
         torch.distributed.destroy_process_group()
     return best
+
+
+def _moving_average(model: torch.nn.Module, decay: float, ckpt: dict | None):
+    """The exponential moving average of the weights (batch-norm statistics too), resumed from
+    the checkpoint's or begun at the weights as they are; None when `decay` is 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    average = AveragedModel(checkpoint.unwrap(model), multi_avg_fn=get_ema_multi_avg_fn(decay),
+                            use_buffers=True)
+    if ckpt and "ema" in ckpt:
+        average.module.load_state_dict(ckpt["ema"])
+    # Counted as averaged already, so the first update blends in instead of copying.
+    average.n_averaged += 1
+    return average
 
 
 def _vocab_and_config(opt: TrainOptions, ckpt: dict | None, init: dict | None,
@@ -551,7 +581,7 @@ def _val_mix(sets: list[list[Sample]], n: int) -> list[Sample]:
 
 def _start_from(model: torch.nn.Module, init: dict, rank: int) -> None:
     source_cfg = CRNNConfig.from_dict(init["config"])
-    weights = {k: v.float() for k, v in init["model"].items()}
+    weights = checkpoint.weights(init)
     if source_cfg == model.cfg:
         model.load_state_dict(weights)
         return
@@ -625,6 +655,9 @@ def _train_options(presets: dict, preset: str, out: str):
         click.option("--grow-every", default=TrainOptions.grow_every_s, show_default=True,
                      help="With --grow: read DATA again at most this often (seconds)."),
         click.option("--init", default="", help="Start from the weights of this checkpoint (fine-tuning)."),
+        click.option("--ema", default=TrainOptions.ema, show_default=True,
+                     help="Keep a moving average of the weights with this decay (e.g. 0.999); "
+                          "validation and the checkpoints' readers use it."),
     ]
 
     def wrap(f):
