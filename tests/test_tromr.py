@@ -181,6 +181,31 @@ def test_the_moving_average_resumes_exactly_and_is_what_reads(data, tmp_path):
         assert torch.equal(v, ckpt["ema"][k].float()), k
 
 
+def test_a_portable_checkpoint_resumes_close_to_the_full_one(data, tmp_path):
+    options = {**TINY, "ema": 0.9}
+    full, small, fresh = tmp_path / "full", tmp_path / "small", tmp_path / "fresh"
+    train(TrainOptions(data=str(data), out=str(full), steps=4, eval_every=4, **options))
+    small.mkdir()
+    checkpoint.portable(full / "last.pt", small / "last.pt")
+    assert (small / "last.pt").stat().st_size < 0.8 * (full / "last.pt").stat().st_size
+    packed = checkpoint.load(small / "last.pt")
+    moments = [v for state in packed["optimizer"]["state"].values() for k, v in state.items()
+               if k.startswith("exp_avg")]
+    assert moments and all(m.dtype == torch.bfloat16 for m in moments)
+    # The yardstick: the same state with the optimizer's moments lost.
+    packed["optimizer"]["state"] = {}
+    fresh.mkdir()
+    torch.save(packed, fresh / "last.pt")
+    for run in (full, small, fresh):
+        train(TrainOptions(data=str(data), out=str(run), steps=6, eval_every=2, **options))
+    ends = [checkpoint.load(run / "last.pt")["model"] for run in (full, small, fresh)]
+
+    def apart(a: dict, b: dict) -> float:
+        return float(np.mean([(a[k] - b[k]).abs().mean() for k in a if a[k].is_floating_point()]))
+
+    assert apart(ends[0], ends[1]) < 0.1 * apart(ends[0], ends[2])
+
+
 def test_the_stem_starts_from_a_crnn_checkpoint(data, tmp_path, capsys):
     crnn = tmp_path / "crnn"
     train(TrainOptions(data=str(data), out=str(crnn), steps=2, eval_every=2, channels=(8, 16, 16, 16),

@@ -97,6 +97,21 @@ def slim(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+def portable(src: Path, dst: Path) -> None:
+    """A run's last state as a file small enough to commit (a session's end, to resume on a
+    fresh machine): everything as it was, but AdamW's moments in bf16, fp32's range in half the
+    bytes. The optimizer casts them back to fp32 on loading; that run resumes close to, not
+    bit for bit as, one that never stopped."""
+    ckpt = load(src)
+    for state in ckpt["optimizer"]["state"].values():
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                state[key] = state[key].to(torch.bfloat16)
+    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, dst)
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model itself, out of its DistributedDataParallel wrapper if it has one."""
     return model.module if hasattr(model, "module") else model

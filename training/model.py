@@ -103,10 +103,15 @@ class CRNN(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image: [N, 1, H, W], ink = 1, paper = 0. Returns log-probabilities [N, T, C]."""
         f = self.conv(image)  # N, C, H', T
-        n, c, h, t = f.shape
-        f = f.permute(0, 3, 1, 2).reshape(n, t, c * h)
-        f, _ = self.lstm(f)
+        f, _ = self.lstm(columns(f))
         return self.head(self.drop(f)).log_softmax(-1)
+
+
+def columns(f: torch.Tensor) -> torch.Tensor:
+    """A conv feature map [N, C, H, T] as the sequence of its columns [N, T, C * H], the
+    recurrent layers' input (CRNN, and TrOMR's column stem, which loads the CRNN's LSTM)."""
+    n, c, h, t = f.shape
+    return f.permute(0, 3, 1, 2).reshape(n, t, c * h)
 
 
 def build(cfg: CRNNConfig) -> CRNN:

@@ -39,6 +39,8 @@ from omr.geometry import STAFF_FRACTION
 from omr.vocab import FactorVocabulary
 from torch import nn
 
+from .model import columns
+
 IGNORE = -100  # target id of padding: no loss
 
 
@@ -161,9 +163,7 @@ class ColumnStem(nn.Module):
                             dropout=cfg.dropout if cfg.lstm_layers > 1 else 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.conv(x)
-        n, c, h, t = f.shape
-        f, _ = self.lstm(f.permute(0, 3, 1, 2).reshape(n, t, c * h))
+        f, _ = self.lstm(columns(self.conv(x)))
         return f.transpose(1, 2)[:, :, None, :]
 
 
