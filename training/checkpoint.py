@@ -30,7 +30,11 @@ def save(path: Path, model: torch.nn.Module, cfg: CRNNConfig | tromr.TrOMRConfig
     payload = {"format": TROMR_FORMAT if seq2seq else FORMAT, "config": cfg.to_dict(),
                "vocab": vocab.to_dict() if seq2seq else list(vocab.tokens),
                "model": unwrap(model).state_dict(), **state}
-    path = Path(path)
+    _write(payload, Path(path))
+
+
+def _write(payload: dict, path: Path) -> None:
+    """Write beside, then rename: a run killed mid-write leaves the previous file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
@@ -92,9 +96,7 @@ def slim(src: Path, dst: Path) -> None:
     keep = {k: ckpt[k] for k in ("format", "config", "vocab", "step", "best_ser", "args",
                                  "elapsed") if k in ckpt}
     keep["model"] = {k: v.half() if v.is_floating_point() else v for k, v in weights(ckpt).items()}
-    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
-    torch.save(keep, tmp)
-    os.replace(tmp, dst)
+    _write(keep, Path(dst))
 
 
 def portable(src: Path, dst: Path) -> None:
@@ -107,9 +109,7 @@ def portable(src: Path, dst: Path) -> None:
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
                 state[key] = state[key].to(torch.bfloat16)
-    tmp = Path(dst).with_name(Path(dst).name + ".tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, dst)
+    _write(ckpt, Path(dst))
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -545,11 +545,17 @@ def _choose(logits: Logits, is_note: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 @torch.no_grad()
+def _steps(model: TrOMR, max_length: int) -> int:
+    """Decoding steps: `max_length` (0: no limit), never more than the decoder has positions."""
+    most = model.cfg.max_seq_len - 1
+    return min(max_length or most, most)
+
+
 def greedy(model: TrOMR, images: torch.Tensor, widths: torch.Tensor | None = None,
            max_length: int = 0, bos: int = 1, eos: int = 2) -> list[Reading]:
     """Batched greedy decoding with the KV cache; a staff stops at its EOS."""
     n = images.shape[0]
-    steps = min(max_length or model.cfg.max_seq_len - 1, model.cfg.max_seq_len - 1)
+    steps = _steps(model, max_length)
     memory, mask = model.encode(images, widths)
     cross = model.cross_cache(memory)
     r = torch.full((n, 1), bos, dtype=torch.long, device=images.device)
@@ -583,7 +589,7 @@ def beam_search(model: TrOMR, image: torch.Tensor, width: int | None = None, bea
     """Beam search over whole tokens for one staff ([1, 1, H, W]). Each beam grows by its
     `beam` likeliest rhythms, a note rhythm by each of its `beam` likeliest pitches with the
     likeliest lift; hypotheses are ranked by mean log-probability per token, as whisper's."""
-    steps = min(max_length or model.cfg.max_seq_len - 1, model.cfg.max_seq_len - 1)
+    steps = _steps(model, max_length)
     widths = None if width is None else torch.tensor([width], device=image.device)
     memory, mask = model.encode(image, widths)
     cross = model.cross_cache(memory)
