@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -23,6 +24,7 @@ from omr_train.synth.poly import (
     chord,
     close_ties,
     rest,
+    slot_starts,
     staff_notes,
     staff_tokens,
     well_formed,
@@ -213,3 +215,86 @@ def test_a_forced_font_changes_the_font_alone(cache):
         held = draw_poly(i, PolyOptions(seed=6, font=HELD_OUT_FONT), pools)
         assert held.style.font == HELD_OUT_FONT and held.mei == plain.mei
         assert held.style == plain.style.__class__(**{**plain.style.to_dict(), "font": HELD_OUT_FONT})
+
+
+def _two_voice_bass() -> PolyStaff:
+    """Two bass measures of 4/4: quarter chords over a half-note voice."""
+    upper = tuple(chord("quarter", 0, [_n(s, 3)]) for s in "CEGB")
+    lower = (chord("half", 0, [_n("C", 2)]), chord("half", 0, [_n("G", 2)]))
+    return PolyStaff("F4", 0, "4/4", ((upper, lower), (upper, lower)))
+
+
+def test_a_clef_change_is_read_where_it_is_printed_and_moves_the_hand_an_octave():
+    from omr_train.synth.poly import ClefChange
+    from omr_train.synth.poly_mei import PolyClutter, system_mei
+    from omr_train.synth.system import clef_change, parser_disagreement, verovio_disagreement
+
+    staff = _two_voice_bass()
+    for seed in range(20):
+        moved = clef_change(staff, np.random.default_rng(seed))
+        first = moved.changes[0]
+        assert first.clef == "G2" and first.slot >= 1  # never before a measure's first slot
+        tokens = staff_tokens(moved)
+        # The clef token stands right before the group it governs; the notes under it sound
+        # an octave up, the others as they were.
+        at = tokens.index("clef-G2")
+        assert tokens[at + 1].startswith("note-")
+        for k, (m0, m1) in enumerate(zip(staff.measures, moved.measures)):
+            for v0, v1 in zip(m0, m1):
+                for t, a, b in zip(slot_starts(v0), v0, v1):
+                    lift = 12 if moved.clef_at(k, t) == "G2" else 0
+                    assert [e.midi + lift for e in a.notes] == [e.midi for e in b.notes]
+    back = replace_changes(staff, (ClefChange(0, 2, "G2"), ClefChange(1, 1, "F4")))
+    assert back.clef_at(0, 0.0) == "F4" and back.clef_at(0, 2.0) == "G2"
+    assert back.clef_at(1, 0.0) == "G2" and back.clef_at(1, 1.0) == "F4"
+    tokens = staff_tokens(back)
+    assert tokens.count("clef-G2") == 1 and tokens.count("clef-F4") == 2  # the opening one too
+    system = System((back,))
+    assert parser_disagreement(system) is None
+    engraver = Engraver()
+    mei = system_mei(system, PolyClutter(), np.random.default_rng(0))
+    assert verovio_disagreement(engraver, mei, system) is None  # pitches are as sounding
+    from omr_train.synth.engrave import RenderStyle
+
+    svg = engraver.svg(mei, RenderStyle())
+    assert svg.count('class="clef') == 3  # Verovio draws both changes
+
+
+def replace_changes(staff: PolyStaff, changes) -> PolyStaff:
+    from dataclasses import replace
+
+    return replace(staff, changes=changes)
+
+
+def test_a_later_systems_staff_prints_and_reads_no_time_signature():
+    from dataclasses import replace
+
+    from omr_train.synth.engrave import RenderStyle
+    from omr_train.synth.poly_mei import PolyClutter, system_mei
+
+    staff = _two_voice_bass()
+    engraver = Engraver()
+    for shown in (True, False):
+        s = replace(staff, time_shown=shown)
+        tokens = staff_tokens(s)
+        assert ("timeSignature-4/4" in tokens) == shown
+        svg = engraver.svg(system_mei(System((s,)), PolyClutter(), np.random.default_rng(0)),
+                           RenderStyle())
+        drawn = re.search(r'class="meterSig">\s*<use', svg) is not None  # hidden: an empty group
+        assert drawn == shown
+
+
+def test_ornaments_articulations_and_fingerings_are_drawn_and_not_played():
+    from omr_train.synth.engrave import RenderStyle
+    from omr_train.synth.poly_mei import PolyClutter, system_mei
+    from omr_train.synth.system import verovio_disagreement
+
+    system = System((_two_voice_bass(),))
+    engraver = Engraver()
+    busy = PolyClutter(ornament=1.0, artic=1.0, fingering=1.0)
+    mei = system_mei(system, busy, np.random.default_rng(3))
+    assert mei.count('artic="') == 12 and mei.count("<fing ") == 12  # one a chord, 6 a bar
+    assert sum(mei.count(f"<{o}") for o in ("mordent", "trill", "turn")) == 12
+    svg = engraver.svg(mei, RenderStyle())
+    assert re.search(r'class="(mordent|trill|turn)', svg) and 'class="fing' in svg
+    assert verovio_disagreement(engraver, mei, system) is None  # the notes as written

@@ -74,6 +74,7 @@ class TrainOptions:
     # checkpoint and every reader then use it. At a constant learning rate the weights a step
     # leaves are noisy; their average reads as an annealed run's would, and training goes on.
     ema: float = 0.0
+    score_trained: bool = False  # with ema: also validate the weights as trained (a second pass)
     # Tiny models for tests: override the preset's sizes.
     channels: tuple[int, ...] = ()
     lstm_hidden: int = 0
@@ -443,10 +444,12 @@ def train(opt: TrainOptions) -> Path:
         """Validate, append a log row, keep the best checkpoint (`keep_first`: keep one anyway)."""
         reader = average.module if average else checkpoint.unwrap(model)
         ser = validate(reader, val_set, vocab, device, task=kind) if val_set else float("nan")
-        if average and val_set:  # what the average buys, beside the weights it averages
+        if average and val_set and opt.score_trained:  # what the average buys
             print(f"step {step}: validation SER {ser:.4f} averaged, "
                   f"{validate(checkpoint.unwrap(model), val_set, vocab, device, task=kind):.4f} "
                   "as trained", flush=True)
+        elif val_set:  # the progress bar draws on the terminal alone: a log file keeps this
+            print(f"step {step}: validation SER {ser:.4f}", flush=True)
         mean_loss = round(float(np.mean(window)), 4) if window else 0.0
         with log_path.open("a") as f:
             csv.writer(f).writerow([step, round(elapsed, 1), step * opt.batch_size * world, mean_loss,
@@ -658,6 +661,8 @@ def _train_options(presets: dict, preset: str, out: str):
         click.option("--ema", default=TrainOptions.ema, show_default=True,
                      help="Keep a moving average of the weights with this decay (e.g. 0.999); "
                           "validation and the checkpoints' readers use it."),
+        click.option("--score-trained", is_flag=True,
+                     help="With --ema: validate the weights as trained too, beside their average."),
     ]
 
     def wrap(f):

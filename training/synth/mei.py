@@ -185,8 +185,10 @@ class _Writer:
         return "".join(parts), tie_in
 
 
-def _staff_def(n: int, clef: str, key: int, time: str | None) -> str:
+def _staff_def(n: int, clef: str, key: int, time: str | None, time_shown: bool = True) -> str:
     a = [f'n="{n}"', 'lines="5"', f'clef.shape="{clef[0]}"', f'clef.line="{clef[1]}"']
+    if time and not time_shown:  # the metre still groups the beams
+        a.append('meter.visible="false"')
     if key:
         a.append(f'key.sig="{abs(key)}{"s" if key > 0 else "f"}"')
     if time == "C":

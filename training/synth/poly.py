@@ -67,11 +67,37 @@ Measure = tuple[Voice, ...]  # one or two voices, each filling the measure
 
 
 @dataclass(frozen=True)
+class ClefChange:
+    """A clef printed inside the staff, before slot `slot` (never the first) of the first voice
+    of measure `measure`: where piano music moves a hand to the other clef. Pitches are
+    spelled as they sound, so the label gains only the clef's own token."""
+
+    measure: int
+    slot: int
+    clef: str
+
+
+@dataclass(frozen=True)
 class PolyStaff:
     clef: str
     key: int
-    time: str | None
+    time: str | None  # the metre, which also groups the beams
     measures: tuple[Measure, ...]
+    changes: tuple[ClefChange, ...] = ()  # in staff order
+    time_shown: bool = True  # False: a later system's staff, with no time signature printed
+
+    def change_onsets(self, k: int) -> dict[float, str]:
+        """Measure k's clef changes by onset (quarters from its start)."""
+        starts = slot_starts(self.measures[k][0]) if self.measures else []
+        return {starts[c.slot]: c.clef for c in self.changes if c.measure == k}
+
+    def clef_at(self, k: int, onset: float) -> str:
+        """The clef in force at an onset of measure k: a change governs from its own onset."""
+        clef = self.clef
+        for c in self.changes:
+            if (c.measure, slot_starts(self.measures[c.measure][0])[c.slot]) <= (k, onset + EPS):
+                clef = c.clef
+        return clef
 
 
 @dataclass(frozen=True)
@@ -97,6 +123,14 @@ def fill_rests(length: float) -> list[Slot] | None:
 
 def voice_length(v: Voice) -> float:
     return sum(s.quarters for s in v)
+
+
+def slot_starts(v: Voice) -> list[float]:
+    out, t = [], 0.0
+    for slot in v:
+        out.append(round(t, 6))
+        t += slot.quarters
+    return out
 
 
 # --- labels --------------------------------------------------------------------------------
@@ -131,9 +165,12 @@ def group_tokens(slots: list[Slot]) -> list[str]:
 
 
 def staff_tokens(staff: PolyStaff, final_barline: bool = True) -> list[str]:
-    out = header_tokens(staff.clef, staff.key, staff.time)
+    out = header_tokens(staff.clef, staff.key, staff.time if staff.time_shown else None)
     for i, m in enumerate(staff.measures):
-        for _, slots in measure_groups(m):
+        changes = staff.change_onsets(i)
+        for t, slots in measure_groups(m):
+            if t in changes:  # read where it is printed: before the group it governs
+                out.append(f"clef-{changes[t]}")
             out.extend(group_tokens(slots))
         if i < len(staff.measures) - 1 or final_barline:
             out.append("barline")
@@ -243,7 +280,7 @@ def well_formed(system: System) -> bool:
 
 # --- transposition -------------------------------------------------------------------------
 
-def _move_slot(slot: Slot, fifths: int, octaves: int) -> Slot:
+def move_slot(slot: Slot, fifths: int, octaves: int) -> Slot:
     return replace(slot, notes=tuple(transpose_event(e, fifths, octaves) for e in slot.notes))
 
 
@@ -252,7 +289,7 @@ def transpose_staff(staff: PolyStaff, fifths: int, octaves: int = 0) -> PolyStaf
     key = staff.key + fifths
     if not -7 <= key <= 7:
         return None
-    measures = tuple(tuple(tuple(_move_slot(s, fifths, octaves) for s in v) for v in m)
+    measures = tuple(tuple(tuple(move_slot(s, fifths, octaves) for s in v) for v in m)
                      for m in staff.measures)
     if any(abs(e.alter) > 2 for m in measures for v in m for s in v for e in s.notes):
         return None
@@ -268,3 +305,14 @@ def transpose_system(system: System, fifths: int, octaves: tuple[int, ...]) -> S
 
 def pitches(staff: PolyStaff) -> list[Event]:
     return [e for m in staff.measures for v in m for s in v for e in s.notes]
+
+
+def placed_pitches(staff: PolyStaff) -> list[tuple[str, Event]]:
+    """Every note with the clef it is printed under."""
+    out = []
+    for k, m in enumerate(staff.measures):
+        for v in m:
+            for t, slot in zip(slot_starts(v), v):
+                clef = staff.clef_at(k, t)
+                out.extend((clef, e) for e in slot.notes)
+    return out

@@ -13,19 +13,27 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from .mei import DYNAMICS, MEI_ACCID, MEI_DUR, TEMPI, _beat, _staff_def, beam_groups
+from .mei import ARTICS, DYNAMICS, MEI_ACCID, MEI_DUR, TEMPI, _beat, _staff_def, beam_groups
 from .music import key_alter
 from .poly import Address, Measure, PolyStaff, Slot, System, tie_targets
+
+# Over a chord: the ornaments of Baroque and Classical keyboard music (a Bach invention has
+# one every bar or two), which the labels ignore as PrIMuS's do.
+ORNAMENTS = ('mordent form="upper"', 'mordent form="lower"', "trill", 'turn form="upper"')
 
 
 @dataclass(frozen=True)
 class PolyClutter:
-    """Marks the labels ignore: dynamics, tempo text, slurs; beams on or off."""
+    """Marks the labels ignore: dynamics, tempo text, slurs, ornaments, articulations and
+    fingerings; beams on or off."""
 
     dynamic: float = 0.0
     tempo: bool = False
     slur: float = 0.0
     beam: bool = True
+    ornament: float = 0.0
+    artic: float = 0.0
+    fingering: float = 0.0
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> PolyClutter:
@@ -33,7 +41,10 @@ class PolyClutter:
         return cls(dynamic=float(rng.choice([0, 0.04, 0.1])) if busy else 0.0,
                    tempo=bool(busy and rng.random() < 0.3),
                    slur=float(rng.choice([0, 0.06, 0.15])) if busy else 0.0,
-                   beam=bool(rng.random() < 0.92))
+                   beam=bool(rng.random() < 0.92),
+                   ornament=float(rng.choice([0, 0.04, 0.1])) if busy else 0.0,
+                   artic=float(rng.choice([0, 0.05, 0.15])) if busy else 0.0,
+                   fingering=float(rng.choice([0, 0, 0.08])) if busy else 0.0)
 
 
 def _shown_accidentals(m: Measure, key: int, tied_in: set[tuple[int, int, int]]) -> dict:
@@ -79,7 +90,7 @@ class _PolyWriter:
     def nid(n: int, a: Address) -> str:
         return f"n{n}m{a[0]}v{a[1]}s{a[2]}p{a[3]}"
 
-    def note(self, e, n: int, a: Address, shown: int | None, dur: bool) -> str:
+    def note(self, e, n: int, a: Address, shown: int | None, dur: bool, artic: str = "") -> str:
         attrs = [f'xml:id="{self.nid(n, a)}"', f'pname="{e.step.lower()}"', f'oct="{e.octave}"']
         if dur:
             attrs.append(f'dur="{MEI_DUR[e.duration]}"')
@@ -89,7 +100,7 @@ class _PolyWriter:
             attrs.append(f'accid="{MEI_ACCID[shown]}"')
         else:
             attrs.append(f'accid.ges="{MEI_ACCID[e.alter]}"')
-        return f"<note {' '.join(attrs)}/>"
+        return f"<note {' '.join(attrs)}{artic}/>"
 
     def slot(self, s: Slot, n: int, k: int, v: int, j: int, shown: dict, layers: int) -> str:
         # A lone note is its own element; a chord's notes sit in a <chord> of their slot's id.
@@ -104,17 +115,29 @@ class _PolyWriter:
         if self.c.dynamic and self.rng.random() < self.c.dynamic:
             self.controls.append(f'<dynam staff="{n}" startid="#{sid}" place="below">'
                                  f'{escape(str(self.rng.choice(DYNAMICS)))}</dynam>')
+        self._marks(n, sid, place)
+        artic = (f' artic="{self.rng.choice(ARTICS)}"'
+                 if self.c.artic and self.rng.random() < self.c.artic else "")
         for p in range(len(s.notes)):
             target = self.ties[n - 1].get((k, v, j, p))
             if target is not None:
                 self.controls.append(f'<tie staff="{n}" startid="#{self.nid(n, (k, v, j, p))}" '
                                      f'endid="#{self.nid(n, target)}"/>')
         if len(s.notes) == 1:
-            return self.note(s.notes[0], n, (k, v, j, 0), shown.get((v, j, 0)), True)
+            return self.note(s.notes[0], n, (k, v, j, 0), shown.get((v, j, 0)), True, artic)
         dots = f' dots="{s.dots}"' if s.dots else ""
         inner = "".join(self.note(e, n, (k, v, j, p), shown.get((v, j, p)), False)
                         for p, e in enumerate(s.notes))
-        return f'<chord xml:id="{sid}" dur="{MEI_DUR[s.duration]}"{dots}>{inner}</chord>'
+        return f'<chord xml:id="{sid}" dur="{MEI_DUR[s.duration]}"{dots}{artic}>{inner}</chord>'
+
+    def _marks(self, n: int, sid: str, place: str) -> None:
+        """An ornament or a fingering over (or, for the lower voice, under) a chord."""
+        if self.c.ornament and self.rng.random() < self.c.ornament:
+            self.controls.append(f'<{self.rng.choice(ORNAMENTS)} staff="{n}" startid="#{sid}" '
+                                 f'place="{place}"/>')
+        if self.c.fingering and self.rng.random() < self.c.fingering:
+            self.controls.append(f'<fing staff="{n}" startid="#{sid}" place="{place}">'
+                                 f'{self.rng.integers(1, 6)}</fing>')
 
     def staff(self, staff: PolyStaff, n: int, k: int) -> str:
         m = staff.measures[k]
@@ -127,6 +150,10 @@ class _PolyWriter:
                 for g in _beam_groups(voice, _beat(staff.time)):
                     parts[g[0]] = "<beam>" + parts[g[0]]
                     parts[g[-1]] = parts[g[-1]] + "</beam>"
+            if v == 0:  # after the beams, so that a change at a beam's first note precedes it
+                for c in staff.changes:
+                    if c.measure == k:
+                        parts[c.slot] = f'<clef shape="{c.clef[0]}" line="{c.clef[1]}"/>' + parts[c.slot]
             layers.append(f'<layer n="{v + 1}">{"".join(parts)}</layer>')
         return f'<staff n="{n}">{"".join(layers)}</staff>'
 
@@ -135,7 +162,8 @@ def system_mei(system: System, clutter: PolyClutter, rng: np.random.Generator) -
     """The MEI document of one system: its staves braced when there are two."""
     w = _PolyWriter(system, clutter, rng)
     staves = system.staves
-    defs = "".join(_staff_def(i + 1, s.clef, s.key, s.time) for i, s in enumerate(staves))
+    defs = "".join(_staff_def(i + 1, s.clef, s.key, s.time, s.time_shown)
+                   for i, s in enumerate(staves))
     group = ' symbol="brace" bar.thru="true"' if len(staves) == 2 else ""
     count = len(staves[0].measures)
     measures = []

@@ -28,11 +28,15 @@ from .corpus import split_of
 from .engrave import FONTS, STORE_HEIGHT, Engraver, RenderStyle, rasterise, staff_boxes
 from .generate import TRAIN_FONTS, _atomic, sample_split
 from .poly import (
+    ClefChange,
     PolyStaff,
     Slot,
     System,
     close_ties,
+    move_slot,
     pitches,
+    placed_pitches,
+    slot_starts,
     staff_notes,
     staff_tokens,
     transpose_system,
@@ -46,6 +50,14 @@ KINDS = ("chorale", "quartet", "piano", "texture")
 KIND_WEIGHTS = (0.25, 0.17, 0.08, 0.5)
 MAX_TOKENS = 200  # per staff label; longer windows are cut a measure at a time
 LEDGER_ROOM = 9  # diatonic steps beyond the staff's outer lines (four ledger lines and a bit)
+# Piano music moves a hand to the other staff's clef inside a staff, and prints no time
+# signature after its first system: staves that always open with one and never change clef
+# taught the readers to write a time signature on every staff and to miss the changes.
+CLEF_CHANGE_SHARE = 0.3  # systems with a clef change inside one staff
+CHANGE_BACK_SHARE = 0.5  # of those, the ones that change back later in the staff
+MIN_CHANGE_SLOTS = 4  # a clef holds for this many slots of its voice at least
+LATER_SYSTEM_SHARE = 0.5  # systems with no time signature printed
+OTHER_CLEF = {"G2": ("F4", -1), "F4": ("G2", 1)}  # the other clef, and the octaves to move
 
 
 @dataclass(frozen=True)
@@ -118,18 +130,48 @@ def _reduced(rec: Record, rows: list[dict]) -> System:
 
 
 def _on_staff(staff: PolyStaff) -> bool:
-    bottom = CLEF_BOTTOM[staff.clef]
-    return all(bottom - LEDGER_ROOM <= e.diatonic <= bottom + 8 + LEDGER_ROOM
-               for e in pitches(staff))
+    return all(CLEF_BOTTOM[c] - LEDGER_ROOM <= e.diatonic <= CLEF_BOTTOM[c] + 8 + LEDGER_ROOM
+               for c, e in placed_pitches(staff))
 
 
 def _off_staff(system: System) -> int:
     """How far, in diatonic steps summed over the notes, the music lies off its staves."""
-    total = 0
-    for staff in system.staves:
-        bottom = CLEF_BOTTOM[staff.clef]
-        total += sum(max(0, bottom - e.diatonic, e.diatonic - bottom - 8) for e in pitches(staff))
-    return total
+    return sum(max(0, CLEF_BOTTOM[c] - e.diatonic, e.diatonic - CLEF_BOTTOM[c] - 8)
+               for staff in system.staves for c, e in placed_pitches(staff))
+
+
+def clef_change(staff: PolyStaff, rng: np.random.Generator) -> PolyStaff:
+    """The staff with the other clef from a slot on (and, sometimes, its own clef back from a
+    later one), the music between moved an octave towards it, as a hand that climbs or
+    sinks is written; the staff as it was where it has no such slot."""
+    points = [(k, j) for k, m in enumerate(staff.measures) for j in range(1, len(m[0]))]
+    if staff.clef not in OTHER_CLEF or not points:
+        return staff
+    clef, octaves = OTHER_CLEF[staff.clef]
+    first = int(rng.integers(len(points)))
+    picks = [first]
+    if first + MIN_CHANGE_SLOTS < len(points) and rng.random() < CHANGE_BACK_SHARE:
+        picks.append(int(rng.integers(first + MIN_CHANGE_SLOTS, len(points))))
+    changes = tuple(ClefChange(*points[i], c) for i, c in zip(picks, (clef, staff.clef)))
+    moved = replace(staff, changes=changes)
+    measures = tuple(tuple(tuple(move_slot(slot, 0, octaves) if moved.clef_at(k, t) == clef else slot
+                                 for t, slot in zip(slot_starts(v), v)) for v in m)
+                     for k, m in enumerate(staff.measures))
+    return replace(moved, measures=measures)
+
+
+def _as_printed(system: System, rng: np.random.Generator) -> System:
+    """Sometimes a clef change inside one staff; sometimes a later system's staves, with no
+    time signature. A change that breaks the system (a unison clash) is not made."""
+    if rng.random() < CLEF_CHANGE_SHARE:
+        n = len(system.staves) - 1 if rng.random() < 0.6 else 0
+        staves = list(system.staves)
+        staves[n] = clef_change(staves[n], rng)
+        changed = close_ties(replace(system, staves=tuple(staves)))
+        system = changed if well_formed(changed) else system
+    if rng.random() < LATER_SYSTEM_SHARE:
+        system = replace(system, staves=tuple(replace(s, time_shown=False) for s in system.staves))
+    return system
 
 
 def _transposed(system: System, rng: np.random.Generator) -> System:
@@ -178,6 +220,7 @@ def draw_system(split: str, rng: np.random.Generator, pools, opt: PolyOptions) -
         if rng.random() > opt.grand_share:
             keep = 0 if rng.random() < 0.6 else 1
             system = replace(system, staves=(system.staves[keep],))
+        system = _as_printed(system, rng)
         if _fits(system):
             return replace(system, final_barline=bool(rng.random() < 0.7))
     return None
