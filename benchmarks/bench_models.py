@@ -7,7 +7,8 @@ Each MODEL is a checkpoint (CRNN or TrOMR, read with PyTorch) or an exported ONN
 as `omr-eval` reads it (training/evaluate.py). The sets: the synthetic monophonic test split,
 clean and photographed; camera-primus clean and distorted and cc-staves from ../shared/eval
 (skipped when absent); the polyphonic test split in the held-out font, clean and photographed
-(data/poly-test-gootville). The first --limit staves of each synthetic set; the real sets whole.
+(data/poly-test-gootville), and the test split with the engine's later marks of a piano page
+(data/poly-test-printed). The first --limit staves of each synthetic set; the real sets whole.
 Writes OUT.md (the table) and OUT.json (every figure).
 """
 
@@ -43,6 +44,10 @@ SETS = (
     TestSet("polyphonic, held-out font", ROOT / "data" / "poly-test-gootville", {"split": "test"}),
     TestSet("polyphonic, held-out font, photographed", ROOT / "data" / "poly-test-gootville",
             {"split": "test", "augment": 1.0}),
+    # The engine's piano-page marks (clef changes inside a staff, later systems with no time
+    # signature, ornaments), in all five fonts: omr-synth --poly --seed 3 --split test.
+    TestSet("polyphonic as printed on a page", ROOT / "data" / "poly-test-printed",
+            {"split": "test"}),
 )
 
 

@@ -153,6 +153,16 @@ def test_cli_writes_systems_the_loader_reads_resumably(cache, tmp_path):
     before = {p: p.read_bytes() for p in out.rglob("*.png")}
     r = CliRunner().invoke(synth_main, args)  # resumes: nothing is engraved again
     assert r.exit_code == 0 and {p: p.read_bytes() for p in out.rglob("*.png")} == before
+    r = CliRunner().invoke(synth_main, ["--out", str(tmp_path / "mono"), "--measures", "8"])
+    assert r.exit_code != 0 and "--measures are for --poly" in r.output
+
+
+def test_longer_windows_hold_more_measures(cache):
+    pools = _everywhere(cache)
+    def mean_measures(most: int) -> float:
+        return np.mean([len(draw_poly(i, PolyOptions(seed=8, max_measures=most), pools)
+                                .system.staves[0].measures) for i in range(40)])
+    assert mean_measures(8) > mean_measures(5) + 0.5
 
 
 def test_the_held_out_font_is_only_in_the_test_split(cache):

@@ -33,13 +33,13 @@ def _init(cache_dir: str, seed: int) -> None:
     _state["opt"] = SynthOptions(seed=seed)
 
 
-def _init_poly(cache_dir: str, seed: int, font: str = "") -> None:
+def _init_poly(cache_dir: str, seed: int, font: str = "", measures: int = 5) -> None:
     from .engrave import Engraver
     from .system import PolyOptions, load_poly_pools
 
     _state["pools"] = load_poly_pools(Path(cache_dir))
     _state["engraver"] = Engraver()
-    _state["opt"] = PolyOptions(seed=seed, font=font)
+    _state["opt"] = PolyOptions(seed=seed, font=font, max_measures=measures)
 
 
 def _job_poly(args: tuple[str, int]) -> tuple[int, str | None]:
@@ -98,8 +98,12 @@ def write_manifest(out: Path, count: int) -> int:
 @click.option("--font", type=click.Choice(FONTS), default=None,
               help="With --poly: engrave every system in this font, all else as drawn (with "
                    "--split test and the held-out font: that split in the unseen font alone).")
+@click.option("--measures", default=5, show_default=True, type=click.IntRange(1, 12),
+              help="With --poly: the most measures a system's window holds (a page's systems "
+                   "hold 2-6; the labels stay under 200 tokens a staff).")
 def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus: bool,
-         max_seconds: float, only: str | None, poly: bool, font: str | None) -> None:
+         max_seconds: float, only: str | None, poly: bool, font: str | None,
+         measures: int) -> None:
     """Engrave COUNT labelled staves into OUT (resumable; same seed, same dataset)."""
     from rich.progress import (
         BarColumn,
@@ -109,8 +113,8 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
         TimeRemainingColumn,
     )
 
-    if font and not poly:
-        raise click.ClickException("--font is for --poly sets")
+    if (font or measures != 5) and not poly:
+        raise click.ClickException("--font and --measures are for --poly sets")
     out.mkdir(parents=True, exist_ok=True)
     if poly:
         if no_corpus:
@@ -126,7 +130,8 @@ def main(out: Path, count: int, workers: int, seed: int, cache: Path, no_corpus:
     failed = 0
     columns = (TextColumn("engraving"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     init, job = (_init_poly, _job_poly) if poly else (_init, _job)
-    initargs = (str(cache) if not no_corpus else "/nonexistent", seed) + ((font or "",) if poly else ())
+    initargs = (str(cache) if not no_corpus else "/nonexistent", seed) + (
+        (font or "", measures) if poly else ())
     with Progress(*columns) as bar, ProcessPoolExecutor(workers, initializer=init,
                                                         initargs=initargs) as pool:
         task = bar.add_task("engraving", total=len(wanted), completed=len(wanted) - len(todo))
