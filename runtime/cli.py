@@ -45,7 +45,9 @@ def _warn(message: str) -> None:
               help="Worker processes for a batch, each with its own model.")
 @click.option("--force", is_flag=True, help="In a batch, read inputs again whose output exists.")
 @click.option("--staff", is_flag=True, help="Each input is a single-staff crop.")
-@click.option("--model", "model", default=None, help="ONNX model (default: the packaged one).")
+@click.option("--model", "model", default=None,
+              help="crnn, tromr or an ONNX file (default: the CRNN, and TrOMR's reading of "
+                   "each staff where it reads chords).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--preview", default=None, help="PNG with the detected staves and tokens drawn.")
 @click.option("--tempo", type=click.FloatRange(1, 1000), default=100.0, show_default=True,

@@ -25,9 +25,10 @@ def draw_preview(gray: np.ndarray, score: Score) -> np.ndarray:
     # Labels after all boxes: a model's window reaches into the next staff's, and its box
     # would otherwise be drawn across the label above it. Numbered from 1, as omr-run's
     # warnings number them.
+    mixed = len({s.model for s in score.staves}) > 1  # then say which model read each staff
     for k, (staff, colour) in enumerate(zip(score.staves, colours), 1):
         x0, _, _, y1 = staff.bbox
-        label = f"{k}: {staff.confidence:.2f}  " + _line(staff.tokens)
+        label = f"{k}: {staff.confidence:.2f}{f' [{staff.model}]' if mixed else ''}  " + _line(staff.tokens)
         _text(page, label, (x0, y1 + int(14 * scale)), 0.45 * scale, colour)
     return page
 

@@ -3,6 +3,12 @@
 Which model reads (the CRNN's CTC or TrOMR's autoregressive decoding) is the model file's
 business (omr.readers, from its metadata); the model contracts are in omr.readers,
 omr.decode and omr.autoregressive, and export/ produces exactly them.
+
+By default both packaged models read every staff, and a staff keeps TrOMR's reading where
+TrOMR reads a chord on it, the CRNN's elsewhere: the CRNN reads a melody better, and cannot
+read a chord at all. TrOMR names a chord on a staff exactly where one is printed: on 128 of
+the 200 held-out polyphonic staves, the 128 with chords, and on none of 340 melody staves
+(camera-primus, cc-staves, the synthetic test).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from . import image as img
@@ -21,7 +28,17 @@ from . import semantic
 from .clef import PATCH, reread_doubtful
 from .decode import CLEF_DOUBT, Decoded, DecodeOptions
 from .parts import Arrangement, arrange
-from .readers import DEFAULT_MODEL, ModelError, ModelInfo, open_reader, resolve_model
+from .readers import (
+    AUTO,
+    CHORD_MODEL,
+    DEFAULT_MODEL,
+    ModelError,
+    ModelInfo,
+    Reader,
+    open_reader,
+    resolve_model,
+)
+from .vocab import CHORD
 
 __all__ = ["DEFAULT_MODEL", "ModelError", "ModelInfo", "Recognizer", "Score", "Staff"]
 
@@ -35,12 +52,14 @@ class Staff:
     clef_read: str = ""  # the clef the network read, when the staff was read in another one
     system: int = 0  # 0-based, reading order; a grand staff's two staves share one
     page: int = 0  # a PDF's page it is on (1-based; bbox is in that page's pixels); 0: an image
+    model: str = ""  # the model whose reading this is (its name in the model file)
 
     def to_dict(self) -> dict:
         out = {"bbox": list(self.bbox), "tokens": list(self.tokens),
                "confidence": round(self.confidence, 4),
                "clef_confidence": round(self.clef_confidence, 4), "system": self.system}
         out |= {"page": self.page} if self.page else {}
+        out |= {"model": self.model} if self.model else {}
         return out | ({"clef_read": self.clef_read} if self.clef_read else {})
 
 
@@ -92,20 +111,29 @@ class Score:
 
 
 class Recognizer:
-    """Loads the model once; `read` turns an image file into a Score.
+    """Loads the models once; `read` turns an image file into a Score.
 
-    `model_path`: an ONNX file, or "crnn" / "tromr" for a model packaged in runtime/models
-    (None: the CRNN)."""
+    `model_path`: an ONNX file, or "crnn" / "tromr" for that model packaged in runtime/models,
+    or None / "auto": the packaged CRNN, with the packaged TrOMR for the staves where it reads
+    chords (the CRNN alone where TrOMR is not installed)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
                  threads: int | None = None, decoding: DecodeOptions | None = None) -> None:
-        self.model_path = resolve_model(model_path)
+        auto = model_path is None or str(model_path) == AUTO
+        self.model_path = resolve_model(None if auto else model_path)
         self.decoding = decoding or DecodeOptions()
         self.reader = open_reader(self.model_path, device, threads, self.decoding)
         if self.decoding.paint_clef and not PATCH.exists():
             raise ModelError(f"clef image missing: {PATCH} (reinstall omr, or pass "
                              f"DecodeOptions(paint_clef=False))")
         self.info = self.reader.info
+        self.chord_reader: Reader | None = None
+        if auto and CHORD_MODEL.exists():
+            self.chord_reader = open_reader(CHORD_MODEL, device, threads, self.decoding)
+            if self.chord_reader.info.staff_fraction != self.info.staff_fraction:
+                raise ModelError(f"{CHORD_MODEL} and {self.model_path} crop staves differently "
+                                 f"(staff fractions {self.chord_reader.info.staff_fraction} and "
+                                 f"{self.info.staff_fraction}): pass --model to pick one")
 
     def read(self, path: str | os.PathLike, single_staff: bool = False) -> Score:
         """Recognise every staff of the page (or the one staff of a crop) in `path`."""
@@ -140,29 +168,52 @@ class Recognizer:
             systems = [staff.system for staff in found]
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        reads = self.decode(crops)
+        reads, models = self._read_staves(crops)
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
         staves = []
-        for k, (box, read, system) in enumerate(zip(boxes, reads, systems), 1):
+        for k, (box, read, system, model) in enumerate(zip(boxes, reads, systems, models), 1):
             tokens = semantic.repair(read.tokens, open_end=True)
             replaced = read.clef if read.clef_assumed else ""
             staves.append(Staff(box, tuple(tokens), read.confidence, read.clef_confidence,
-                                replaced, system))
+                                replaced, system, model=model))
             if read.clef_confidence < CLEF_DOUBT:
                 warnings.warn(_clef_warning(k, read), stacklevel=2)
         timings["decode"] = time.perf_counter() - clock
         return Score(tuple(staves), (gray.shape[1], gray.shape[0]), timings)
 
     def decode(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        """Each crop's tokens; a staff whose clef is doubtful is read again (omr.clef)."""
-        reads = self._decode(crops)
+        """Each crop's tokens (crops at self.info's height and staff fraction)."""
+        return self._read_staves(crops)[0]
+
+    def _read_staves(self, crops: Sequence[np.ndarray]) -> tuple[list[Decoded], list[str]]:
+        """Each crop's reading and the name of the model it is from: the chord reader's where
+        it reads a chord on the staff, the main reader's elsewhere."""
+        reads = self._read(self.reader, crops)
+        models = [self.info.name] * len(reads)
+        if self.chord_reader is None:
+            return reads, models
+        height = self.chord_reader.info.input_height
+        chords = self._read(self.chord_reader, [_at_height(c, height) for c in crops])
+        for k, read in enumerate(chords):
+            if CHORD in read.tokens:
+                reads[k], models[k] = read, self.chord_reader.info.name
+        return reads, models
+
+    def _read(self, reader: Reader, crops: Sequence[np.ndarray]) -> list[Decoded]:
+        """A reader's tokens; a staff whose clef is doubtful is read again (omr.clef)."""
+        reads = reader.read(crops)
         if not self.decoding.paint_clef:
             return reads
-        return reread_doubtful(crops, reads, self.info.staff_fraction, self._decode)
+        return reread_doubtful(crops, reads, reader.info.staff_fraction, reader.read)
 
-    def _decode(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        return self.reader.read(crops)
+
+def _at_height(crop: np.ndarray, height: int) -> np.ndarray:
+    """A crop in the canonical layout at another height (the staff's share of it unchanged)."""
+    if crop.shape[0] == height:
+        return crop
+    width = max(1, round(crop.shape[1] * height / crop.shape[0]))
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _clef_warning(k: int, read: Decoded) -> str:

@@ -78,7 +78,7 @@ def test_jsonl_has_one_line_per_input_in_order_and_failures_do_not_stop_others(
     assert records[1]["staves"] == [] and "no such file" in records[1]["error"]
     assert records[2]["staves"] == [] and "blank" in records[2]["error"]
     assert set(records[0]["staves"][0]) == {"bbox", "tokens", "confidence", "clef_confidence",
-                                            "system"}
+                                            "system", "model"}
     assert result.exit_code == 1
 
 

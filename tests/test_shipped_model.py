@@ -111,3 +111,50 @@ def test_omr_run_reads_a_clefless_staff_in_g2_unless_told_to_keep_the_guess(tmp_
     painted = [s for s in staves[False] if "clef_read" in s]
     assert painted and all(s["tokens"][0] == "clef-G2" for s in painted)
     assert not any("clef_read" in s for s in staves[True])
+
+
+def _chord_system_page():
+    """A grand staff engraved by the synthesis engine: triads over a bass line."""
+    np = pytest.importorskip("numpy")
+    pytest.importorskip("verovio")
+    from omr_train.synth.engrave import _SIZE, Engraver, RenderStyle, rasterise
+    from omr_train.synth.poly import PolyStaff, System, chord
+    from omr_train.synth.poly_mei import PolyClutter, system_mei
+
+    def triad(*steps):
+        return chord("quarter", 0, [(s, 0, o, False) for s, o in steps])
+
+    bar = (triad(("C", 4), ("E", 4), ("G", 4)), triad(("F", 4), ("A", 4), ("C", 5)),
+           triad(("G", 4), ("B", 4), ("D", 5)), triad(("C", 4), ("E", 4), ("G", 4)))
+    line = [chord("quarter", 0, [(s, 0, 3, False)]) for s in "CDEFGAB"] + \
+        [chord("quarter", 0, [("C", 0, 4, False)])]
+    system = System((PolyStaff("G2", 0, "4/4", ((bar,), (bar,))),
+                     PolyStaff("F4", 0, "4/4", ((tuple(line[:4]),), (tuple(line[4:]),)))))
+    svg = Engraver().svg(system_mei(system, PolyClutter(), np.random.default_rng(0)), RenderStyle())
+    width, height = (float(v) for v in _SIZE.search(svg).groups())
+    return rasterise(svg, (0, 0, width, height), 500, False)
+
+
+@pytest.mark.skipif(not (MODEL.parent / "tromr.onnx").exists(), reason="no packaged TrOMR")
+def test_by_default_a_staff_with_chords_is_tromrs_reading_and_a_melody_the_crnns():
+    from omr import Recognizer
+    from omr.vocab import CHORD
+
+    page = _chord_system_page()
+    crnn = Recognizer("crnn").read_array(page)
+    auto = Recognizer().read_array(page)
+    assert [s.model for s in auto.staves] == ["tromr-lean-lstm", "crnn-lite-tall"]
+    assert CHORD in auto.staves[0].tokens and CHORD not in crnn.staves[0].tokens
+    assert auto.staves[1].tokens == crnn.staves[1].tokens  # the bass line, as the CRNN reads it
+    melody = Recognizer().read(PAGE)  # the example page: melodies only, the CRNN's throughout
+    assert {s.model for s in melody.staves} == {"crnn-lite-tall"}
+    assert melody.staves == Recognizer("crnn").read(PAGE).staves
+
+
+def test_without_tromr_installed_the_default_is_the_crnn_alone(monkeypatch, tmp_path):
+    from omr import Recognizer, recognize
+
+    monkeypatch.setattr(recognize, "CHORD_MODEL", tmp_path / "tromr.onnx")
+    rec = Recognizer()
+    assert rec.chord_reader is None
+    assert {s.model for s in rec.read(PAGE).staves} == {"crnn-lite-tall"}
