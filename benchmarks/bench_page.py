@@ -7,7 +7,8 @@ staff, a title, tempo text, dynamics) and photographs it at 12 megapixels (a sli
 uneven light, noise, JPEG): what a user's phone gives. Prints the staves found and how many
 the page has, the detection median (bar: 120 ms), the in-process median file to MIDI (bar:
 0.5 s), the whole `omr-run` process, the per-staff recognition median and the share of time in
-each stage. Without --model the packaged model is used.
+each stage. Without --model, omr-run's default: the packaged CRNN, with TrOMR for the staves
+where it reads chords (`--model crnn`: the CRNN alone).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 import cv2
-from omr.recognize import DEFAULT_MODEL, Recognizer
+from omr.recognize import Recognizer
 from omr.staves import detect_staves
 
 
@@ -45,7 +46,7 @@ def engraved_photo(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("page", nargs="?", type=Path)
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", default="auto", help="auto, crnn, tromr or an ONNX file")
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="omr-bench-"))

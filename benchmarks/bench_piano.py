@@ -1,7 +1,7 @@
 """Piano pages end to end: staves and systems found, chords read, two-hand MIDI and grand-staff
 MusicXML written, and, where a page has its MusicXML truth, the notes scored against it.
 
-    python benchmarks/bench_piano.py [--model crnn|tromr|PATH] [--pages DIR] [--out DIR]
+    python benchmarks/bench_piano.py [--model crnn|tromr|PATH] [--chords TROMR.onnx] [--pages DIR] [--out DIR]
 
 The pages are the piano ones of ../shared/eval/pages (evaluation only: the previews and the
 written files go to --out, data/piano by default, outside git). For a page with a MusicXML file
@@ -78,7 +78,11 @@ def against_truth(score, truth: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="crnn, tromr or an ONNX file (default: crnn)")
+    parser.add_argument("--model", default=None,
+                        help="crnn, tromr or an ONNX file (default: omr-run's, the CRNN with "
+                             "TrOMR where it reads chords)")
+    parser.add_argument("--chords", default=None,
+                        help="with the default: this TrOMR ONNX file instead of the packaged one")
     parser.add_argument("--pages", type=Path, default=ROOT.parent / "shared" / "eval" / "pages")
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "piano")
     parser.add_argument("--runs", type=int, default=3)
@@ -88,9 +92,10 @@ def main() -> None:
         sys.exit(f"bench_piano: no piano pages in {args.pages}")
     from omr.recognize import Recognizer
 
-    recognizer = Recognizer(args.model)
+    recognizer = Recognizer(args.model, chord_model=args.chords)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"model {recognizer.model_path}")
+    chords = recognizer.chord_path
+    print(f"model {recognizer.model_path}" + (f", chords read by {chords}" if chords else ""))
     for page in pages:
         score, seconds = read_page(recognizer, page, args.out, args.runs)
         print(f"{page.name}: {describe(score, args.out / f'{page.stem}.mid')}; "

@@ -114,12 +114,14 @@ class Recognizer:
     """Loads the models once; `read` turns an image file into a Score.
 
     `model_path`: an ONNX file, or "crnn" / "tromr" for that model packaged in runtime/models,
-    or None / "auto": the packaged CRNN, with the packaged TrOMR for the staves where it reads
-    chords (the CRNN alone where TrOMR is not installed)."""
+    or None / "auto": the packaged CRNN, with the packaged TrOMR (or `chord_model`) for the
+    staves where it reads chords (the CRNN alone where TrOMR is not installed)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
-                 threads: int | None = None, decoding: DecodeOptions | None = None) -> None:
+                 threads: int | None = None, decoding: DecodeOptions | None = None,
+                 chord_model: str | os.PathLike | None = None) -> None:
         auto = model_path is None or str(model_path) == AUTO
+        chords = Path(chord_model) if chord_model else CHORD_MODEL  # another TrOMR, to try it
         self.model_path = resolve_model(None if auto else model_path)
         self.decoding = decoding or DecodeOptions()
         self.reader = open_reader(self.model_path, device, threads, self.decoding)
@@ -128,10 +130,11 @@ class Recognizer:
                              f"DecodeOptions(paint_clef=False))")
         self.info = self.reader.info
         self.chord_reader: Reader | None = None
-        if auto and CHORD_MODEL.exists():
-            self.chord_reader = open_reader(CHORD_MODEL, device, threads, self.decoding)
+        self.chord_path = chords if auto and (chords.exists() or chord_model) else None
+        if self.chord_path:
+            self.chord_reader = open_reader(chords, device, threads, self.decoding)
             if self.chord_reader.info.staff_fraction != self.info.staff_fraction:
-                raise ModelError(f"{CHORD_MODEL} and {self.model_path} crop staves differently "
+                raise ModelError(f"{chords} and {self.model_path} crop staves differently "
                                  f"(staff fractions {self.chord_reader.info.staff_fraction} and "
                                  f"{self.info.staff_fraction}): pass --model to pick one")
 
