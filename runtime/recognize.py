@@ -5,10 +5,12 @@ business (omr.readers, from its metadata); the model contracts are in omr.reader
 omr.decode and omr.autoregressive, and export/ produces exactly them.
 
 By default both packaged models read every staff, and a staff keeps TrOMR's reading where
-TrOMR reads a chord on it, the CRNN's elsewhere: the CRNN reads a melody better, and cannot
-read a chord at all. TrOMR names a chord on a staff exactly where one is printed: on 128 of
-the 200 held-out polyphonic staves, the 128 with chords, and on none of 340 melody staves
-(camera-primus, cc-staves, the synthetic test).
+TrOMR reads a chord or a clef change inside it, the CRNN's elsewhere: the CRNN reads a melody
+better, and cannot read a chord at all, nor a clef change (its melodies never had one).
+TrOMR names a chord on a staff exactly where one is printed: on 128 of the 200 held-out
+polyphonic staves, the 128 with chords, and on none of 340 melody staves (camera-primus,
+cc-staves, the synthetic test); a clef change on 58 of the 64 test staves with one (the
+piano-page test set), on none where there is none, and on none of 440 melody staves.
 """
 
 from __future__ import annotations
@@ -199,7 +201,7 @@ class Recognizer:
         height = self.chord_reader.info.input_height
         chords = self._read(self.chord_reader, [_at_height(c, height) for c in crops])
         for k, read in enumerate(chords):
-            if CHORD in read.tokens:
+            if needs_chord_reader(read.tokens):
                 reads[k], models[k] = read, self.chord_reader.info.name
         return reads, models
 
@@ -209,6 +211,15 @@ class Recognizer:
         if not self.decoding.paint_clef:
             return reads
         return reread_doubtful(crops, reads, reader.info.staff_fraction, reader.read)
+
+
+def needs_chord_reader(tokens: Sequence[str]) -> bool:
+    """Whether TrOMR's reading of a staff shows what the CRNN cannot read: a chord, or a clef
+    change inside the staff (the CRNN learnt from melodies that never change clef)."""
+    if CHORD in tokens:
+        return True
+    first = next((i for i, t in enumerate(tokens) if t.startswith(("note-", "rest-"))), len(tokens))
+    return any(t.startswith("clef-") for t in tokens[first:])
 
 
 def _at_height(crop: np.ndarray, height: int) -> np.ndarray:

@@ -158,3 +158,12 @@ def test_without_tromr_installed_the_default_is_the_crnn_alone(monkeypatch, tmp_
     rec = Recognizer()
     assert rec.chord_reader is None
     assert {s.model for s in rec.read(PAGE).staves} == {"crnn-lite-tall"}
+
+
+def test_the_chord_reader_is_kept_for_chords_and_clef_changes_inside_a_staff():
+    from omr.recognize import needs_chord_reader
+
+    assert needs_chord_reader(["clef-G2", "note-C4_quarter", "|", "note-E4_quarter"])
+    assert needs_chord_reader(["clef-F4", "note-C3_quarter", "clef-G2", "note-C5_quarter"])
+    assert not needs_chord_reader(["clef-G2", "keySignature-DM", "note-C4_quarter", "barline"])
+    assert not needs_chord_reader(["clef-G2", "clef-F4", "note-C3_quarter"])  # both opening
