@@ -6,7 +6,7 @@ whether the difference is more than each set's noise.
 Each MODEL is a checkpoint (CRNN or TrOMR, read with PyTorch), an exported ONNX model, read
 as `omr-eval` reads it (training/evaluate.py), or `auto`, `crnn` or `tromr`: the packaged
 models as `omr-run` reads with them (`auto`, the default: the CRNN, and TrOMR's reading of
-each staff where it reads chords). The sets: the synthetic monophonic test split,
+each staff where it reads chords or a clef change). The sets: the synthetic monophonic test split,
 clean and photographed; camera-primus clean and distorted and cc-staves from ../shared/eval
 (skipped when absent); the polyphonic test split in the held-out font, clean and photographed
 (data/poly-test-gootville), and the test split with the engine's later marks of a piano page

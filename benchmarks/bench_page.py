@@ -8,7 +8,7 @@ uneven light, noise, JPEG): what a user's phone gives. Prints the staves found a
 the page has, the detection median (bar: 120 ms), the in-process median file to MIDI (bar:
 0.5 s), the whole `omr-run` process, the per-staff recognition median and the share of time in
 each stage. Without --model, omr-run's default: the packaged CRNN, with TrOMR for the staves
-where it reads chords (`--model crnn`: the CRNN alone).
+where it reads chords or clef changes (`--model crnn`: the CRNN alone).
 """
 
 from __future__ import annotations

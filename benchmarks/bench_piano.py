@@ -80,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None,
                         help="crnn, tromr or an ONNX file (default: omr-run's, the CRNN with "
-                             "TrOMR where it reads chords)")
+                             "TrOMR where it reads chords or clef changes)")
     parser.add_argument("--chords", default=None,
                         help="with the default: this TrOMR ONNX file instead of the packaged one")
     parser.add_argument("--pages", type=Path, default=ROOT.parent / "shared" / "eval" / "pages")

@@ -28,7 +28,7 @@ PATCH_FRACTION = 0.30  # its staff span / its height
 PAINTED = "clef-G2"
 # The network emits a clef at a frame near the glyph's middle; its ink goes on past that frame.
 BARE_SPACES = 2.0
-_SOUNDING = ("note-", "rest-", "multirest-")
+SOUNDING = ("note-", "rest-", "multirest-")  # the tokens that take time
 
 
 @cache
@@ -95,7 +95,7 @@ def _adopt(first: Decoded, second: Decoded) -> Decoded:
         if token.startswith("clef-"):  # the staff's own clef, seen after the painted one
             return replace(second, tokens=tokens[1:], clef=first.clef,
                            clef_confidence=first.clef_confidence)
-        if token.startswith(_SOUNDING):
+        if token.startswith(SOUNDING):
             break
     return replace(second, clef=first.clef, clef_confidence=first.clef_confidence,
                    clef_assumed=PAINTED)

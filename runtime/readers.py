@@ -28,7 +28,7 @@ MODELS = Path(__file__).parent / "models"
 DEFAULT_MODEL = MODELS / "crnn.onnx"
 CHORD_MODEL = MODELS / "tromr.onnx"  # beside the default, for the staves with chords
 PACKAGED = ("crnn", "tromr")  # `--model NAME` picks runtime/models/NAME.onnx
-AUTO = "auto"  # the default: DEFAULT_MODEL, and CHORD_MODEL where it reads chords
+AUTO = "auto"  # the default: DEFAULT_MODEL, and CHORD_MODEL where it reads chords or clef changes
 
 
 class ModelError(RuntimeError):

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import image as img
 from . import semantic
-from .clef import PATCH, reread_doubtful
+from .clef import PATCH, SOUNDING, reread_doubtful
 from .decode import CLEF_DOUBT, Decoded, DecodeOptions
 from .parts import Arrangement, arrange
 from .readers import (
@@ -117,7 +117,7 @@ class Recognizer:
 
     `model_path`: an ONNX file, or "crnn" / "tromr" for that model packaged in runtime/models,
     or None / "auto": the packaged CRNN, with the packaged TrOMR (or `chord_model`) for the
-    staves where it reads chords (the CRNN alone where TrOMR is not installed)."""
+    staves where it reads chords or clef changes (the CRNN alone where TrOMR is not installed)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
                  threads: int | None = None, decoding: DecodeOptions | None = None,
@@ -193,7 +193,7 @@ class Recognizer:
 
     def _read_staves(self, crops: Sequence[np.ndarray]) -> tuple[list[Decoded], list[str]]:
         """Each crop's reading and the name of the model it is from: the chord reader's where
-        it reads a chord on the staff, the main reader's elsewhere."""
+        it reads what the main reader cannot (needs_chord_reader), the main reader's elsewhere."""
         reads = self._read(self.reader, crops)
         models = [self.info.name] * len(reads)
         if self.chord_reader is None:
@@ -218,7 +218,7 @@ def needs_chord_reader(tokens: Sequence[str]) -> bool:
     change inside the staff (the CRNN learnt from melodies that never change clef)."""
     if CHORD in tokens:
         return True
-    first = next((i for i, t in enumerate(tokens) if t.startswith(("note-", "rest-"))), len(tokens))
+    first = next((i for i, t in enumerate(tokens) if t.startswith(SOUNDING)), len(tokens))
     return any(t.startswith("clef-") for t in tokens[first:])
 
 

@@ -108,15 +108,14 @@ class _TrOMRTorchModel:
         return [Decoded(t, 1.0, clef=_first_clef(t)) for t in tokens]
 
 
-PACKAGED_NAMES = ("auto", "crnn", "tromr")  # what `omr-run --model` takes besides a file
-
-
 def load_any(path: Path, decoding: DecodeOptions | None = None):
     """A checkpoint (CRNN or TrOMR), an ONNX model, or a packaged model's name ("auto": the
-    runtime's default, the CRNN with TrOMR where it reads chords), decoded the way `omr-run`
+    runtime's default, the CRNN with TrOMR where it reads chords or clef changes), decoded the way `omr-run`
     decodes (without the repair that makes a staff playable: scores measure what was read)."""
     decoding = decoding or DecodeOptions()
-    if path.suffix == ".onnx" or str(path) in PACKAGED_NAMES:
+    from omr.readers import AUTO, PACKAGED
+
+    if path.suffix == ".onnx" or str(path) in (AUTO, *PACKAGED):
         return _OnnxModel(path, decoding)
     from .checkpoint import TROMR_FORMAT, load
 

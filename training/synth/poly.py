@@ -126,6 +126,7 @@ def voice_length(v: Voice) -> float:
 
 
 def slot_starts(v: Voice) -> list[float]:
+    """Each slot's onset in quarters from the measure's start, rounded so onsets compare."""
     out, t = [], 0.0
     for slot in v:
         out.append(round(t, 6))
@@ -143,10 +144,8 @@ def measure_groups(m: Measure) -> list[tuple[float, list[Slot]]]:
     """The slots of every voice by onset (quarters from the measure's start)."""
     at: dict[float, list[Slot]] = {}
     for v in m:
-        t = 0.0
-        for slot in v:
-            at.setdefault(round(t, 6), []).append(slot)
-            t += slot.quarters
+        for t, slot in zip(slot_starts(v), v):
+            at.setdefault(t, []).append(slot)
     return sorted(at.items())
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .mei import ARTICS, DYNAMICS, MEI_ACCID, MEI_DUR, TEMPI, _beat, _staff_def, beam_groups
 from .music import key_alter
-from .poly import Address, Measure, PolyStaff, Slot, System, tie_targets
+from .poly import Address, Measure, PolyStaff, Slot, System, slot_starts, tie_targets
 
 # Over a chord: the ornaments of Baroque and Classical keyboard music (a Bach invention has
 # one every bar or two), which the labels ignore as PrIMuS's do.
@@ -51,11 +51,9 @@ def _shown_accidentals(m: Measure, key: int, tied_in: set[tuple[int, int, int]])
     """(voice, slot, note) -> the accidental to print, for the notes that need one."""
     notes = []
     for v, voice in enumerate(m):
-        t = 0.0
-        for j, slot in enumerate(voice):
+        for j, (t, slot) in enumerate(zip(slot_starts(voice), voice)):
             for p, e in enumerate(slot.notes):
-                notes.append((round(t, 6), v, j, p, e))
-            t += slot.quarters
+                notes.append((t, v, j, p, e))
     notes.sort(key=lambda x: (x[0], x[4].midi, x[1]))
     # Two spellings of one line at one onset (F and F# together) both print theirs.
     seen: dict[tuple, set[int]] = {}
