@@ -42,7 +42,7 @@ def main() -> None:
         pages.append(page)
         truth.append([s.tokens for s in staves])
     data = pdf_of(pages)
-    reader = Recognizer()
+    reader = Recognizer("crnn")  # the model its figures were set with: dpi is what varies
     pdf.MIN_SIDE = 1  # the measurement is of the dpi itself
     for dpi in args.dpi:
         edits = total = wrong = 0

@@ -155,14 +155,15 @@ def run_crops(paths: list[Path], count: int, fraction: float, seed: int = 0) -> 
 
 
 def run_ser(results: list[tuple[Path, PageScore, list[DetectedStaff]]], count: int) -> dict:
-    """Page-to-tokens SER: the shipped model reads staves cut by the detector (its staves from
-    run_pages), then by the truth."""
+    """Page-to-tokens SER: the shipped CRNN reads staves cut by the detector (its staves from
+    run_pages), then by the truth. The CRNN alone, as when these figures were set: the gap
+    between the two cuts is the finder's, whichever model reads."""
     from omr.recognize import Recognizer
     from omr.semantic import repair
     from omr.staves import staff_crop
     from omr_train.metrics import normalise, staff_edits
 
-    rec = Recognizer()
+    rec = Recognizer("crnn")
     errors = {"detector": 0, "truth": 0}
     tokens = 0
     for path, _, found in tqdm(results[:count], desc="ser", unit="page"):
