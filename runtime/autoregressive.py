@@ -26,7 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .vocab import BOS, EOS, FactorVocabulary
+from .vocab import BOS, EOS, PAD, FactorVocabulary, compose, is_note_rhythm
 
 ENCODER_INPUTS = ("image", "widths")
 TOKENS = ("rhythm", "pitch", "lift")
@@ -87,9 +87,36 @@ class Reading:
     logprob: float
     rhythm_probs: tuple[float, ...]
     logits: np.ndarray | None = None  # [steps, rhythms + pitches + lifts], with keep_logits
+    # [tokens, rhythms]: each token's rhythm log-probabilities as chosen from (the metre
+    # check's runner-ups)
+    rhythm_logprobs: np.ndarray | None = None
 
     def tokens(self, vocab: FactorVocabulary) -> list[str]:
         return vocab.decode(self.rhythms, self.pitches, self.lifts)
+
+    def runner_ups(self, vocab: FactorVocabulary, alternatives: int = 8,
+                   max_cost: float = 6.0) -> list[list[tuple[str, float]]]:
+        """For each token, the other rhythms read at its step with the token's own pitch and
+        lift, cheapest first, each with its cost in nats against the rhythm read: what
+        omr.decode.fix_metre may take instead (as the CTC's frames give it)."""
+        if self.rhythm_logprobs is None:
+            return [[] for _ in self.rhythms]
+        out = []
+        for r, p, q, row in zip(self.rhythms, self.pitches, self.lifts, self.rhythm_logprobs):
+            order = np.argsort(-row)[:alternatives + 1]
+            mine = []
+            for c in order:
+                cost = float(row[r] - row[c])
+                name = vocab.rhythms[c]
+                if c == r or cost > max_cost or name in (PAD, BOS, EOS):
+                    continue
+                note = is_note_rhythm(name)
+                if note and not p:  # a rest's runner-up note would have no pitch
+                    continue
+                mine.append((compose(name, vocab.pitches[p] if note else None,
+                                     vocab.lifts[q] if note else None), cost))
+            out.append(mine)
+        return out
 
 
 class Seq2Seq(Protocol):
@@ -125,12 +152,14 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
     tokens: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
     scores: list[list[float]] = [[] for _ in range(n)]
     probs: list[list[float]] = [[] for _ in range(n)]
+    rhythm_lps: list[list[np.ndarray]] = [[] for _ in range(n)]
     logits: list[list[np.ndarray]] = [[] for _ in range(n)]
     for step in range(steps):
         out = model.step({**{name: last[:, j:j + 1] for j, name in enumerate(TOKENS)},
                           **encoded, **past})
         lr, lp, ll = (np.asarray(out[name], np.float32) for name in LOGITS)
-        r, p, q, score, prob = _choose(lr, lp, ll, is_note, bos, eos, step >= options.min_length)
+        r, p, q, score, prob, rhythm_lp = _choose(lr, lp, ll, is_note, bos, eos,
+                                                  step >= options.min_length)
         for j, i in enumerate(rows):
             scores[i].append(float(score[j]))
             if options.keep_logits:
@@ -138,6 +167,7 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
             if r[j] != eos:
                 tokens[i].append((int(r[j]), int(p[j]), int(q[j])))
                 probs[i].append(float(prob[j]))
+                rhythm_lps[i].append(rhythm_lp[j])
         going = r != eos
         if not going.any():
             break
@@ -149,14 +179,15 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
             rows = rows[going]
             encoded = {k: v[going] for k, v in encoded.items()}
             past = {k: v[going] for k, v in present.items()}
-    return [_reading(tokens[i], scores[i], probs[i], logits[i] if options.keep_logits else None)
-            for i in range(n)]
+    return [_reading(tokens[i], scores[i], probs[i], logits[i] if options.keep_logits else None,
+                     rhythm_lps[i]) for i in range(n)]
 
 
 def _choose(lr: np.ndarray, lp: np.ndarray, ll: np.ndarray, is_note: np.ndarray, bos: int,
             eos: int, may_end: bool) -> tuple[np.ndarray, ...]:
-    """The greedy triple of each row (omr_train.tromr._choose), its log-probability and its
-    rhythm's probability; NONE (id 0) as the pitch and lift of what is not a note."""
+    """The greedy triple of each row (omr_train.tromr._choose), its log-probability, its
+    rhythm's probability and the rhythms' log-probabilities; NONE (id 0) as the pitch and lift
+    of what is not a note."""
     masked = lr.copy()
     masked[:, :bos + 1] = -np.inf  # PAD and BOS are never a target
     if not may_end:
@@ -169,14 +200,16 @@ def _choose(lr: np.ndarray, lp: np.ndarray, ll: np.ndarray, is_note: np.ndarray,
     note = is_note[r]
     score = rhythm_lp[rows, r] + np.where(note, _log_softmax(lp[:, 1:])[rows, p - 1]
                                           + _log_softmax(ll[:, 1:])[rows, q - 1], 0.0)
-    return r, np.where(note, p, 0), np.where(note, q, 0), score, np.exp(rhythm_lp[rows, r])
+    return (r, np.where(note, p, 0), np.where(note, q, 0), score, np.exp(rhythm_lp[rows, r]),
+            rhythm_lp)
 
 
 def _reading(tokens: list[tuple[int, int, int]], scores: list[float], probs: list[float],
-             logits: list[np.ndarray] | None) -> Reading:
+             logits: list[np.ndarray] | None, rhythm_lps: list[np.ndarray]) -> Reading:
     rs, ps, ls = zip(*tokens) if tokens else ((), (), ())
     return Reading(tuple(rs), tuple(ps), tuple(ls), float(np.mean(scores)) if scores else 0.0,
-                   tuple(probs), np.stack(logits) if logits else None)
+                   tuple(probs), np.stack(logits) if logits else None,
+                   np.stack(rhythm_lps) if rhythm_lps else np.zeros((0, 0), np.float32))
 
 
 def batch(crops: Sequence[np.ndarray], stride: int, max_width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,11 +2,15 @@
 
 The best path reads each symbol on its own, and two classes of its mistakes break the metre
 that the rest of the staff makes plain: a time signature read with the wrong numerator
-(3/8 as 6/8, 6/4 as 3/4) and a single note or rest read with the wrong duration (a missing
-dot, a sixteenth read as a thirty-second). Both are fixed the way a reader fixes them: when
-the complete measures of the staff (those with a barline on both sides; the first and last
-may be partial) disagree with what was read, and a close runner-up at the same frames agrees,
-take the runner-up. Nothing changes where the measures cannot tell.
+(3/8 as 6/8, 6/4 as 3/4) and notes or rests read with the wrong duration (a missing dot, a
+sixteenth read as a thirty-second). Both are fixed the way a reader fixes them: when the
+complete measures of the staff (those with a barline on both sides; the first and last may be
+partial) disagree with what was read, and close runners-up at the same frames agree, take the
+runners-up, at most a few in one measure. A staff that prints no time signature (a page's
+later systems) is held to the length most of its measures have, its first measure included
+(a later system starts on a measure's first beat). Nothing changes where the measures cannot
+tell. TrOMR's readings get the same check (omr.readers), the runners-up being the other
+rhythms its decoder weighed at each token.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ class DecodeOptions:
     alternatives: int = 8
     # A metre is trusted only when this many complete measures back it.
     min_measures: int = 2
+    # At most this many durations mended in one measure (a run of sixteenths read with two
+    # thirty-seconds needs two).
+    max_changes: int = 3
+    # Mend durations on a staff that prints no time signature too (a page's later systems),
+    # by the length most of its measures have.
+    unmetred: bool = True
     # A staff whose clef is read below CLEF_DOUBT is read again with a treble clef painted
     # before it (omr.clef; the Recognizer and omr-eval do it, having the network at hand).
     paint_clef: bool = True
@@ -89,7 +99,8 @@ def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = Decode
     fixed = tokens
     if opt.metre and tokens:
         alts = RunnerUps(log_probs, ids, spans, vocab, opt)
-        fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost)
+        fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost,
+                          opt.max_changes, opt.unmetred)
     changed = sum(a != b for a, b in zip(tokens, fixed))
     return Decoded(fixed, confidence, changed, clef, clef_confidence, clef_end=clef_end)
 
@@ -135,33 +146,48 @@ class RunnerUps:
 
 
 def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measures: int = 2,
-              max_duration_cost: float = 4.0) -> list[str]:
-    """Time signatures first (they set what a measure holds), then one duration per measure.
+              max_duration_cost: float = 4.0, max_changes: int = 3,
+              unmetred: bool = True) -> list[str]:
+    """Time signatures first (they set what a measure holds), then the durations of each
+    measure that does not add up.
 
-    Durations are only touched on a staff whose complete measures mostly agree on a length
-    that the signature allows: where they do not, the metre itself is in doubt (a misread
-    signature, or music that does not keep to it), and a change would as likely add an error
-    as remove one.
+    Durations are only touched on a staff whose complete measures mostly agree on a length:
+    one that the signature allows, or, on a staff that prints none (a page's later systems),
+    the length most of its measures have. Where they do not agree, the metre itself is in
+    doubt (a misread signature, or music that does not keep to it), and a change would as
+    likely add an error as remove one.
     """
     out = list(tokens)
     symbols = [sem.parse_token(t) for t in out]
     for i, s in enumerate(symbols):
         if isinstance(s, sem.TimeSignature):
             _fix_time_signature(out, symbols, alts, i, min_measures)
-    measures = complete_measures(symbols)
-    lengths = [_length(out[a:b]) for a, b, _ in measures]
-    fitting = [x for x, (_, _, ts) in zip(lengths, measures) if fits(x, ts)]
-    if not fitting:
-        return out
-    usual = Counter(fitting).most_common(1)[0][0]
-    wrong = [(a, b) for (a, b, ts), x in zip(measures, lengths) if abs(x - usual) >= EPS and fits(usual, ts)]
-    # A chord's or a second voice's duration moves the measure's length by its own rule (the
-    # time rule), not by the difference of the two durations `_fix_duration` weighs.
-    mendable = [(a, b) for a, b in wrong if not any(isinstance(s, sem.Join) for s in symbols[a:b])]
-    if len(fitting) >= max(min_measures, len(wrong)):
-        for start, end in mendable:
-            _fix_duration(out, symbols, alts, start, end, usual, max_duration_cost)
+    measures = complete_measures(symbols, unmetred)
+    for metred in (True, False):
+        region = [(a, b, ts) for a, b, ts in measures if (ts is not None) == metred]
+        for start, end, usual in _measures_to_mend(out, region, min_measures):
+            _fix_duration(out, symbols, alts, start, end, usual, max_duration_cost, max_changes)
     return out
+
+
+def _measures_to_mend(out: list[str], measures: list, min_measures: int) -> list[tuple]:
+    """(start, end, expected length) of the measures whose length the others contradict.
+
+    Under a signature, the usual length is the commonest one the signature allows, and the
+    measures that fit it must outnumber the ones to mend; with no signature, the commonest
+    length must be held by most measures, and by at least `min_measures` of them.
+    """
+    lengths = [_length(out[a:b]) for a, b, _ in measures]
+    fitting = [x for x, (_, _, ts) in zip(lengths, measures) if ts is None or fits(x, ts)]
+    if not fitting:
+        return []
+    usual, agree = Counter(round(x, 6) for x in fitting).most_common(1)[0]
+    wrong = [(a, b) for (a, b, ts), x in zip(measures, lengths)
+             if abs(x - usual) >= EPS and (ts is None or fits(usual, ts))]
+    backed = len(fitting) if measures[0][2] is not None else agree
+    if backed < max(min_measures, len(wrong) + (measures[0][2] is None)):
+        return []
+    return [(a, b, usual) for a, b in wrong]
 
 
 def fits(length: float, ts: sem.TimeSignature) -> bool:
@@ -174,17 +200,23 @@ def fits(length: float, ts: sem.TimeSignature) -> bool:
     return any(abs(length - x) < EPS for x in allowed)
 
 
-def complete_measures(symbols: list) -> list[tuple[int, int, sem.TimeSignature]]:
+def complete_measures(symbols: list, unmetred: bool = False
+                      ) -> list[tuple[int, int, sem.TimeSignature | None]]:
     """(first, last + 1, time signature) of each measure with a barline on both sides.
 
-    Measures holding a multirest, or read before any time signature, are left out.
+    Measures holding a multirest are left out, and so are those read before any time
+    signature unless `unmetred` (then with None for their signature). With `unmetred`, a staff
+    that prints no time signature is a page's later system, which starts on a measure's
+    first beat (a pickup opens a piece, under its signature): its first measure is complete.
     """
     found, metre, opened = [], None, None
     for i, s in enumerate(symbols):
         if isinstance(s, sem.TimeSignature):
             metre = s
+        elif unmetred and metre is None and opened is None and isinstance(s, (sem.Note, sem.Rest)):
+            opened = i - 1  # the first measure of a later system opens at its first sound
         elif isinstance(s, sem.Barline):
-            if opened is not None and metre is not None and i > opened + 1 and \
+            if opened is not None and (metre is not None or unmetred) and i > opened + 1 and \
                     not any(isinstance(x, sem.MultiRest) for x in symbols[opened + 1:i]):
                 found.append((opened + 1, i, metre))
             opened = i
@@ -223,23 +255,71 @@ def _fix_time_signature(out: list[str], symbols: list, alts, i: int, min_measure
 
 
 def _fix_duration(out: list[str], symbols: list, alts, start: int, end: int, expected: float,
-                  max_cost: float) -> None:
-    """One note or rest of a measure that does not add up: its cheapest runner-up that makes it."""
-    have = _length(out[start:end])
-    choice = None
+                  max_cost: float, max_changes: int = 3) -> None:
+    """The cheapest runner-up durations, at most `max_changes` of them, that make a measure
+    add up. A sixteenth run read with two thirty-seconds is short by two, not one.
+
+    Without a chord or a second voice a measure's length is the sum of its durations, so the
+    choice is a small knapsack; with them the time rule decides, and one change is tried at
+    a time against the measure's whole layout.
+    """
+    options = _duration_options(symbols, alts, start, end, max_cost)
+    if not options:
+        return
+    if any(isinstance(s, sem.Join) for s in symbols[start:end]):
+        picks = _one_change(out, options, start, end, expected)
+    else:
+        picks = _cheapest_changes(options, expected - _length(out[start:end]), max_changes)
+    for j, token, symbol in picks:
+        out[j], symbols[j] = token, symbol
+
+
+def _duration_options(symbols: list, alts, start: int, end: int,
+                      max_cost: float) -> list[tuple[int, float, list[tuple[float, str, object]]]]:
+    """For each note or rest of a measure: its token, its duration as read, and its runner-ups
+    that differ from it in duration alone."""
+    options = []
     for j in range(start, end):
         s = symbols[j]
         if not isinstance(s, (sem.Note, sem.Rest)) or (isinstance(s, sem.Note) and s.grace):
             continue
+        mine = []
         for token, cost in alts[j]:
             r = sem.parse_token(token)
-            if cost <= max_cost and _same_but_duration(s, r) and \
-                    abs(have - s.duration + r.duration - expected) < EPS:
-                if choice is None or cost < choice[0]:
-                    choice = (cost, j, token, r)
-                break
-    if choice:
-        _, j, out[j], symbols[j] = choice
+            if cost <= max_cost and _same_but_duration(s, r) and abs(r.duration - s.duration) >= EPS:
+                mine.append((cost, token, r))
+        if mine:
+            options.append((j, s.duration, mine))
+    return options
+
+
+def _cheapest_changes(options, missing: float, max_changes: int) -> list[tuple[int, str, object]]:
+    """The cheapest set of at most `max_changes` options whose durations add `missing`."""
+    best: dict[tuple[int, float], tuple[float, tuple]] = {(0, 0.0): (0.0, ())}
+    for j, read, mine in options:
+        for (k, gained), (cost, picks) in list(best.items()):
+            if k == max_changes:
+                continue
+            for c, token, r in mine:
+                key = (k + 1, round(gained + r.duration - read, 6))
+                new = (cost + c, (*picks, (j, token, r)))
+                if key not in best or new[0] < best[key][0]:
+                    best[key] = new
+    hits = [v for (k, gained), v in best.items() if k and abs(gained - missing) < EPS]
+    return list(min(hits, key=lambda v: v[0])[1]) if hits else []
+
+
+def _one_change(out: list[str], options, start: int, end: int,
+                expected: float) -> list[tuple[int, str, object]]:
+    """The cheapest single runner-up after which the measure's layout has the expected length."""
+    choice = None
+    for j, _, mine in options:
+        for cost, token, r in mine:
+            trial = out[start:end]
+            trial[j - start] = token
+            if abs(_length(trial) - expected) < EPS and (choice is None or cost < choice[0]):
+                choice = (cost, j, token, r)
+    return [choice[1:]] if choice else []
 
 
 def _same_but_duration(a, b) -> bool:

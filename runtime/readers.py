@@ -20,7 +20,7 @@ import numpy as np
 
 from . import autoregressive as ar
 from . import image as img
-from .decode import Decoded, DecodeOptions, decode
+from .decode import Decoded, DecodeOptions, decode, fix_metre
 from .geometry import STAFF_FRACTION
 from .vocab import FactorVocabulary, Vocabulary
 
@@ -76,7 +76,7 @@ def open_reader(path: Path, device: str = "cpu", threads: int | None = None,
     meta = session.get_modelmeta().custom_metadata_map
     family = meta.get("model_family", "crnn")
     if family == "tromr":
-        return AutoregressiveReader(path, session, device, threads)
+        return AutoregressiveReader(path, session, device, threads, decoding=decoding)
     if family != "crnn":
         raise ModelError(f"model {path}: unknown model_family {family!r} (known: crnn, tromr)")
     return CTCReader(path, session, decoding or DecodeOptions())
@@ -115,10 +115,12 @@ class CTCReader:
 
 class AutoregressiveReader:
     """TrOMR: `path` is the encoder (it carries the metadata), its decoder is the file the
-    metadata names beside it; every crop of a page in one batch, greedy decoding."""
+    metadata names beside it; every crop of a page in one batch, greedy decoding, then the
+    CTC reader's metre check over each token's runner-up rhythms."""
 
     def __init__(self, path: Path, encoder, device: str, threads: int | None,
-                 options: ar.DecodingOptions | None = None) -> None:
+                 options: ar.DecodingOptions | None = None,
+                 decoding: DecodeOptions | None = None) -> None:
         meta = encoder.get_modelmeta().custom_metadata_map
         self.info = _model_info(encoder, path)
         try:
@@ -132,10 +134,10 @@ class AutoregressiveReader:
             raise ModelError(f"model {path}: its decoder {decoder_path.name} is not beside it")
         self.model = ar.OnnxSeq2Seq(encoder, _session(decoder_path, device, threads))
         self.options = options or ar.DecodingOptions()
+        self.decoding = decoding or DecodeOptions()
 
     def read(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        readings = self.readings(crops)
-        return [_decoded(r.tokens(self.seq2seq.vocab), r) for r in readings]
+        return [decoded_reading(r, self.seq2seq.vocab, self.decoding) for r in self.readings(crops)]
 
     def readings(self, crops: Sequence[np.ndarray]) -> list[ar.Reading]:
         images, widths = ar.batch(crops, self.info.width_stride, self.max_width)
@@ -145,14 +147,25 @@ class AutoregressiveReader:
             raise ModelError(f"model failed to run: {first_line(err)}") from err
 
 
-def _decoded(tokens: list[str], reading: ar.Reading) -> Decoded:
-    """A reading as the CTC's Decoded: the clef's confidence is its rhythm's probability."""
+def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
+                    opt: DecodeOptions | None = None) -> Decoded:
+    """A reading as the CTC's Decoded, its durations checked against the staff's metre as the
+    CTC's are (omr.decode.fix_metre); the clef's confidence is its rhythm's probability."""
+    opt = opt or DecodeOptions()
+    read = reading.tokens(vocab)
+    tokens = read
+    if opt.metre and read:
+        alts = reading.runner_ups(vocab, opt.alternatives, opt.max_cost)
+        if len(alts) == len(read):  # greedy never drops a token; a reading that did is left be
+            tokens = fix_metre(read, alts, opt.min_measures, opt.max_duration_cost,
+                               opt.max_changes, opt.unmetred)
+    changed = sum(a != b for a, b in zip(read, tokens))
     clef, confidence = "", 1.0
     for token, rhythm, p in zip(tokens, reading.rhythms, reading.rhythm_probs):
         if token.startswith("clef-"):
             clef, confidence = token, p
             break
-    return Decoded(tokens, float(np.exp(reading.logprob)), 0, clef, confidence)
+    return Decoded(tokens, float(np.exp(reading.logprob)), changed, clef, confidence)
 
 
 def _session(path: Path, device: str, threads: int | None):

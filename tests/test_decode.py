@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from omr.decode import DecodeOptions, decode, greedy_decode
@@ -137,3 +138,75 @@ def test_chords_count_once_in_a_measures_length():
     got = decode(frames(read, vocab, {at: (Q, 1.5), 4: (H, 1.0)}), vocab)
     assert got.tokens[at] == Q and got.corrections == 1
     assert got.tokens[:at] == read[:at]
+
+
+S, T = "note-G4_sixteenth", "note-G4_thirty_second"
+
+
+def test_a_run_of_sixteenths_read_with_two_thirty_seconds_is_mended_whole():
+    run = [S] * 8  # 2/4
+    wrong = [S, S, T, S, S, T, S, S]
+    read = staff("timeSignature-2/4", [run, wrong, run])
+    vocab = vocab_for(read, ["timeSignature-2/4"])
+    at = [i for i, t in enumerate(read) if t == T]
+    got = decode(frames(read, vocab, {i: (S, 1.0) for i in at}), vocab)
+    assert [got.tokens[i] for i in at] == [S, S] and got.corrections == 2
+    one = decode(frames(read, vocab, {i: (S, 1.0) for i in at}), vocab, DecodeOptions(max_changes=1))
+    assert one.tokens == read  # one change cannot make it add up
+
+
+def test_a_later_system_with_no_time_signature_is_mended_by_its_own_measures():
+    # A page's later system prints no signature and starts on a measure's first beat, so its
+    # first measure counts too: here it is the one read short.
+    read = ["clef-G2", Q, Q, E, "barline", Q, Q, Q, "barline", H, Q, "barline", Q, H, "barline"]
+    vocab = vocab_for(read)
+    got = decode(frames(read, vocab, {3: (Q, 1.5)}), vocab)
+    assert got.tokens[3] == Q and got.corrections == 1
+    assert decode(frames(read, vocab, {3: (Q, 1.5)}), vocab, DecodeOptions(unmetred=False)).tokens == read
+
+
+def test_without_a_signature_a_length_most_measures_do_not_share_is_not_imposed():
+    read = ["clef-G2", Q, Q, E, "barline", Q, Q, Q, "barline", H, E, "barline", Q, E, "barline"]
+    vocab = vocab_for(read)
+    assert decode(frames(read, vocab, {3: (Q, 1.5), 10: (Q, 1.5)}), vocab).tokens == read
+
+
+def test_a_pickup_under_the_signature_is_not_lengthened():
+    read = ["clef-G2", "timeSignature-3/4", E, "barline", Q, Q, Q, "barline", H, Q, "barline",
+            Q, Q, Q, "barline"]
+    vocab = vocab_for(read, ["timeSignature-3/4"])
+    assert decode(frames(read, vocab, {2: (H, 0.5)}), vocab).tokens == read
+
+
+def test_a_chord_member_read_short_is_mended_by_the_time_rule():
+    # [Q | E] lets the next group start after the eighth: the measure's layout is an eighth
+    # short, and only the member's runner-up quarter puts it back.
+    chord_q = [Q, "|", "note-B4_quarter"]
+    chord_e = [Q, "|", "note-B4_eighth"]
+    read = staff("timeSignature-2/4", [chord_q * 2, chord_e + chord_q, chord_q * 2])
+    vocab = vocab_for(read, ["timeSignature-2/4", "note-B4_quarter", "note-B4_eighth"])
+    at = read.index("note-B4_eighth")
+    got = decode(frames(read, vocab, {at: ("note-B4_quarter", 1.0)}), vocab)
+    assert got.tokens[at] == "note-B4_quarter" and got.corrections == 1
+
+
+def test_a_tromr_reading_gets_the_same_metre_check_from_its_rhythm_runner_ups():
+    from omr.autoregressive import Reading
+    from omr.readers import decoded_reading
+    from omr.vocab import FactorVocabulary
+
+    read = staff("timeSignature-3/4", [[Q, Q, Q], [Q, Q, E], [H, Q]])
+    vocab = FactorVocabulary.from_labels([read], grammar=True)
+    rhythms, pitches, lifts = vocab.encode(read)
+    at = read.index(E, 4)
+    lps = np.full((len(read), len(vocab.rhythms)), -20.0, np.float32)
+    lps[np.arange(len(read)), rhythms] = -0.1
+    lps[at, vocab.rhythms.index("note-quarter")] = -1.6  # the runner-up, 1.5 nats behind
+    reading = Reading(tuple(rhythms), tuple(pitches), tuple(lifts), -0.1, (0.9,) * len(read),
+                      rhythm_logprobs=lps)
+    alts = reading.runner_ups(vocab)
+    assert alts[at][0] == (Q, pytest.approx(1.5))
+    got = decoded_reading(reading, vocab)
+    assert got.tokens[at] == Q and got.corrections == 1
+    assert got.tokens[:at] == read[:at] and got.tokens[at + 1:] == read[at + 1:]
+    assert decoded_reading(reading, vocab, DecodeOptions(metre=False)).tokens == read

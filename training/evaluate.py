@@ -10,7 +10,7 @@ own staff normalisation, exactly as `omr-run --staff` would read them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
@@ -87,25 +87,34 @@ class _OnnxModel:
 
 
 class _TrOMRTorchModel:
-    """A TrOMR checkpoint, read greedily as the runtime reads its export (no metre check and
-    no clef repainting: those are the CTC reader's)."""
+    """A TrOMR checkpoint, read greedily and then metre-checked as the runtime reads its export
+    (omr.readers.decoded_reading); no clef repainting: that is the CTC reader's."""
 
-    def __init__(self, ckpt: dict):
+    def __init__(self, ckpt: dict, decoding: DecodeOptions):
         import torch
 
         from . import tromr
         from .checkpoint import tromr_from
 
         torch.set_num_threads(2)
-        self.torch, self.tromr = torch, tromr
+        self.torch, self.tromr, self.decoding = torch, tromr, decoding
         self.model, self.cfg, self.vocab, _ = tromr_from(ckpt)
         self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
     def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
+        from omr.autoregressive import Reading
+        from omr.readers import decoded_reading
+
         batch, widths = collate(crops, self.cfg.max_width)
-        tokens = self.tromr.read(self.model, self.vocab, self.torch.from_numpy(batch),
-                                 self.torch.from_numpy(widths))
-        return [Decoded(t, 1.0, clef=_first_clef(t)) for t in tokens]
+        with self.torch.inference_mode():
+            readings = self.tromr.greedy(self.model, self.torch.from_numpy(batch),
+                                         self.torch.from_numpy(widths))
+        out = []
+        for x in readings:
+            reading = Reading(x.rhythms, x.pitches, x.lifts, x.logprob, (1.0,) * len(x.rhythms),
+                              rhythm_logprobs=x.rhythm_logprobs.float().numpy())
+            out.append(decoded_reading(reading, self.vocab, self.decoding))
+        return [replace(d, clef=_first_clef(d.tokens), clef_confidence=1.0) for d in out]
 
 
 def load_any(path: Path, decoding: DecodeOptions | None = None):
@@ -121,7 +130,7 @@ def load_any(path: Path, decoding: DecodeOptions | None = None):
 
     ckpt = load(path)  # read once: its format says which model it is
     if ckpt.get("format") == TROMR_FORMAT:
-        return _TrOMRTorchModel(ckpt)
+        return _TrOMRTorchModel(ckpt, decoding)
     return _TorchModel(ckpt, decoding)
 
 

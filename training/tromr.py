@@ -515,11 +515,13 @@ class DecodingOptions:
 
 @dataclass(frozen=True)
 class Reading:
-    """One staff's ids (EOS not included) and its mean log-probability per token."""
+    """One staff's ids (EOS not included) and its mean log-probability per token; greedy also
+    keeps each token's rhythm log-probabilities [tokens, rhythms] (the metre check's runner-ups)."""
     rhythms: tuple[int, ...]
     pitches: tuple[int, ...]
     lifts: tuple[int, ...]
     logprob: float
+    rhythm_logprobs: torch.Tensor | None = None
 
 
 def _last_logprobs(logits: Logits) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -541,7 +543,7 @@ def _choose(logits: Logits, is_note: torch.Tensor) -> tuple[torch.Tensor, ...]:
     bl, q = ll.max(-1)
     zero = torch.zeros_like(r)
     return r, torch.where(note, p + 1, zero), torch.where(note, q + 1, zero), \
-        score + torch.where(note, bp + bl, torch.zeros_like(score))
+        score + torch.where(note, bp + bl, torch.zeros_like(score)), lr
 
 
 @torch.no_grad()
@@ -560,13 +562,14 @@ def greedy(model: TrOMR, images: torch.Tensor, widths: torch.Tensor | None = Non
     cross = model.cross_cache(memory)
     r = torch.full((n, 1), bos, dtype=torch.long, device=images.device)
     p, q = torch.zeros_like(r), torch.zeros_like(r)
-    out, past = [], None
+    out, rhythm_lps, past = [], [], None
     total = torch.zeros(n, device=images.device)
     length = torch.zeros(n, device=images.device)
     done = torch.zeros(n, dtype=torch.bool, device=images.device)
     for _ in range(steps):
         logits, past = model.decode(r, p, q, cross, mask, past)
-        rr, pp, qq, score = _choose(logits, model.is_note)
+        rr, pp, qq, score, lr = _choose(logits, model.is_note)
+        rhythm_lps.append(lr)
         total += torch.where(done, torch.zeros_like(score), score)
         length += (~done).float()
         out.append((torch.where(done, eos, rr), pp, qq))
@@ -575,11 +578,13 @@ def greedy(model: TrOMR, images: torch.Tensor, widths: torch.Tensor | None = Non
             break
         r, p, q = rr[:, None], pp[:, None], qq[:, None]
     readings = []
+    lps = torch.stack(rhythm_lps, 1)  # N, steps, rhythms
     for i in range(n):
         ids = [(a[i].item(), b[i].item(), c[i].item()) for a, b, c in out]
         k = next((j for j, t in enumerate(ids) if t[0] == eos), len(ids))
         rs, ps, ls = zip(*ids[:k]) if k else ((), (), ())
-        readings.append(Reading(tuple(rs), tuple(ps), tuple(ls), (total[i] / length[i].clamp(min=1)).item()))
+        readings.append(Reading(tuple(rs), tuple(ps), tuple(ls),
+                                (total[i] / length[i].clamp(min=1)).item(), lps[i, :k]))
     return readings
 
 
