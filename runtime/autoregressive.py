@@ -209,7 +209,7 @@ def _reading(tokens: list[tuple[int, int, int]], scores: list[float], probs: lis
     rs, ps, ls = zip(*tokens) if tokens else ((), (), ())
     return Reading(tuple(rs), tuple(ps), tuple(ls), float(np.mean(scores)) if scores else 0.0,
                    tuple(probs), np.stack(logits) if logits else None,
-                   np.stack(rhythm_lps) if rhythm_lps else np.zeros((0, 0), np.float32))
+                   np.stack(rhythm_lps) if rhythm_lps else None)
 
 
 def batch(crops: Sequence[np.ndarray], stride: int, max_width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -165,12 +165,13 @@ def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measur
     measures = complete_measures(symbols, unmetred)
     for metred in (True, False):
         region = [(a, b, ts) for a, b, ts in measures if (ts is not None) == metred]
-        for start, end, usual in _measures_to_mend(out, region, min_measures):
+        for start, end, usual in _measures_to_mend(out, region, min_measures, metred):
             _fix_duration(out, symbols, alts, start, end, usual, max_duration_cost, max_changes)
     return out
 
 
-def _measures_to_mend(out: list[str], measures: list, min_measures: int) -> list[tuple]:
+def _measures_to_mend(out: list[str], measures: list, min_measures: int,
+                      metred: bool) -> list[tuple]:
     """(start, end, expected length) of the measures whose length the others contradict.
 
     Under a signature, the usual length is the commonest one the signature allows, and the
@@ -178,14 +179,14 @@ def _measures_to_mend(out: list[str], measures: list, min_measures: int) -> list
     length must be held by most measures, and by at least `min_measures` of them.
     """
     lengths = [_length(out[a:b]) for a, b, _ in measures]
-    fitting = [x for x, (_, _, ts) in zip(lengths, measures) if ts is None or fits(x, ts)]
+    fitting = [x for x, (_, _, ts) in zip(lengths, measures) if not metred or fits(x, ts)]
     if not fitting:
         return []
     usual, agree = Counter(round(x, 6) for x in fitting).most_common(1)[0]
     wrong = [(a, b) for (a, b, ts), x in zip(measures, lengths)
-             if abs(x - usual) >= EPS and (ts is None or fits(usual, ts))]
-    backed = len(fitting) if measures[0][2] is not None else agree
-    if backed < max(min_measures, len(wrong) + (measures[0][2] is None)):
+             if abs(x - usual) >= EPS and (not metred or fits(usual, ts))]
+    backed, needed = (len(fitting), len(wrong)) if metred else (agree, len(wrong) + 1)
+    if backed < max(min_measures, needed):
         return []
     return [(a, b, usual) for a, b in wrong]
 

@@ -10,7 +10,7 @@ own staff normalisation, exactly as `omr-run --staff` would read them.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import click
@@ -109,12 +109,11 @@ class _TrOMRTorchModel:
         with self.torch.inference_mode():
             readings = self.tromr.greedy(self.model, self.torch.from_numpy(batch),
                                          self.torch.from_numpy(widths))
-        out = []
-        for x in readings:
-            reading = Reading(x.rhythms, x.pitches, x.lifts, x.logprob, (1.0,) * len(x.rhythms),
-                              rhythm_logprobs=x.rhythm_logprobs.float().numpy())
-            out.append(decoded_reading(reading, self.vocab, self.decoding))
-        return [replace(d, clef=_first_clef(d.tokens), clef_confidence=1.0) for d in out]
+        # No rhythm probabilities: the clef's confidence is 1.0, as it was before the check.
+        return [decoded_reading(Reading(x.rhythms, x.pitches, x.lifts, x.logprob,
+                                        (1.0,) * len(x.rhythms),
+                                        rhythm_logprobs=x.rhythm_logprobs.float().numpy()),
+                                self.vocab, self.decoding) for x in readings]
 
 
 def load_any(path: Path, decoding: DecodeOptions | None = None):
