@@ -11,9 +11,10 @@ TrOMR (step 18,250) names a chord on a staff where one is printed: on all 386 of
 held-out polyphonic staves with chords and on none of the others, and on 1 of 740 clean melody
 staves (camera-primus, cc-staves, the synthetic test); a clef change on all 64 piano-page test
 staves with one, and on 2 of the 600 synthetic melody staves (rare clefs) and 6 of 700
-photographed ones. Tried and dropped: keeping whichever reading's measures add up better
-(the metre check's measure lengths): ahead on polyphonic staves (4.23 against 4.53 % SER),
-behind on melodies (synthetic 2.10 against 1.88 %, photographed 6.13 against 5.71 %).
+photographed ones (benchmarks/bench_chord_reader.py). Tried and dropped: keeping whichever
+reading's measures add up better (the metre check's measure lengths): ahead on polyphonic
+staves (4.23 against 4.53 % SER), behind on melodies (synthetic 2.10 against 1.88 %,
+photographed 6.01 against 5.60 %).
 """
 
 from __future__ import annotations
