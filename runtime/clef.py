@@ -1,6 +1,8 @@
-"""A staff whose clef the network cannot see, read again with a treble clef painted before it.
+"""Clefs the network reads wrongly: a staff's first clef it cannot see, read again with a
+treble clef painted before it (`reread_doubtful`); notes after a clef change inside a staff,
+read through the staff's first clef, moved to where the new clef puts them (`after_changes`).
 
-Every pitch on a staff is read through its clef. When the clef is smeared or cut off by the
+A staff whose clef the network cannot see. Every pitch on a staff is read through its clef. When the clef is smeared or cut off by the
 photo, the network guesses one from what is left, and reads some notes through that guess and
 some through others, so naming a clef afterwards cannot put the pitches right. Painting a clef
 it can see before the staff does: it then reads every note through that clef. G2 is the one
@@ -21,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import semantic as sem
 from .decode import CLEF_DOUBT, Decoded
 
 PATCH = Path(__file__).parent / "models" / "clef-G2.png"  # omr_train.synth.clef_patch
@@ -29,6 +32,17 @@ PAINTED = "clef-G2"
 # The network emits a clef at a frame near the glyph's middle; its ink goes on past that frame.
 BARE_SPACES = 2.0
 SOUNDING = ("note-", "rest-", "multirest-")  # the tokens that take time
+# A note after a clef change is taken to be read through the staff's first clef when, under the
+# clef it follows, it would sit at least FAR steps (lines and spaces) from the middle line, three
+# ledger lines or more out, and under the first clef at most NEAR, on the staff or a ledger line
+# and a half past it. Chosen on the 181 validation staves of data/poly5 that change clef (`python
+# benchmarks/bench_clef_changes.py data/poly5`: with TrOMR step 18,250, notes after a change
+# read at the wrong height 53.7 % unmoved, 30.6 % moved; 9 to 11 and 6 to 8 were within three
+# points of it, 8 and 6 seven points behind).
+FAR, NEAR = 10, 7
+_CLEF_NOTE = {"G": 4 * 7 + 4, "F": 3 * 7 + 3, "C": 4 * 7}  # the note each sign names, as steps
+_LETTERS = "CDEFGAB"
+_SHARPS, _FLATS = "FCGDAEB", "BEADGCF"
 
 
 @cache
@@ -99,3 +113,51 @@ def _adopt(first: Decoded, second: Decoded) -> Decoded:
             break
     return replace(second, clef=first.clef, clef_confidence=first.clef_confidence,
                    clef_assumed=PAINTED)
+
+
+def after_changes(tokens: Sequence[str]) -> list[str]:
+    """`tokens` with each note after a clef change inside the staff that the network read
+    through the staff's first clef (FAR, NEAR) moved to where the clef it follows puts it.
+
+    TrOMR reads the clef change, and then often the notes after it as if it had not: on the
+    piano-page test staves that change clef, 44 % of the notes after a change were read wrong,
+    most of them by exactly the two clefs' distance, against 3 % before it. Which notes went
+    wrong cannot be told from the tokens, but where they land can: far off the staff under the
+    new clef, on it under the old one, where a composer who changed clef would not have put
+    them. A note's accidental goes with it when it was printed (it differs from the key's), and
+    becomes the key's for its new letter when it was the key's (an accidental earlier in the
+    measure is not followed)."""
+    out, first, clef, fifths = list(tokens), None, None, 0
+    for k, token in enumerate(tokens):
+        symbol = sem.parse_token(token)
+        if isinstance(symbol, sem.Clef):
+            clef = symbol.sign
+            first = first or clef
+        elif isinstance(symbol, sem.KeySignature):
+            fifths = symbol.fifths
+        elif isinstance(symbol, sem.Note) and clef != first:
+            out[k] = _moved(symbol, first, clef, fifths) or token
+    return out
+
+
+def _middle(sign: str) -> int:
+    """The middle line of a clef's staff, in diatonic steps from C0."""
+    return _CLEF_NOTE[sign[0]] + (3 - int(sign[1])) * 2
+
+
+def _moved(note: sem.Note, first: str, clef: str, fifths: int) -> str | None:
+    step = note.octave * 7 + _LETTERS.index(note.step)
+    if abs(step - _middle(clef)) < FAR or abs(step - _middle(first)) > NEAR:
+        return None
+    step += _middle(clef) - _middle(first)
+    letter = _LETTERS[step % 7]
+    printed = note.alter != _key_alter(fifths, note.step)
+    alter = note.alter if printed else _key_alter(fifths, letter)
+    moved = replace(note, step=letter, octave=step // 7, alter=alter)
+    return sem.note_token(moved) if 0 <= moved.pitch <= 127 else None
+
+
+def _key_alter(fifths: int, letter: str) -> int:
+    if fifths >= 0:
+        return int(letter in _SHARPS[:fifths])
+    return -int(letter in _FLATS[:-fifths])

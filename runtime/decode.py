@@ -53,6 +53,9 @@ class DecodeOptions:
     # A staff whose clef is read below CLEF_DOUBT is read again with a treble clef painted
     # before it (omr.clef; the Recognizer and omr-eval do it, having the network at hand).
     paint_clef: bool = True
+    # A note after a clef change inside a staff, read through the staff's first clef, moved to
+    # where the new clef puts it (omr.clef.after_changes; the autoregressive reader's readings).
+    clef_changes: bool = True
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 
 from . import autoregressive as ar
 from . import image as img
+from .clef import after_changes
 from .decode import Decoded, DecodeOptions, decode, fix_metre
 from .geometry import STAFF_FRACTION
 from .vocab import FactorVocabulary, Vocabulary
@@ -150,7 +151,9 @@ class AutoregressiveReader:
 def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
                     opt: DecodeOptions | None = None) -> Decoded:
     """A reading as the CTC's Decoded, its durations checked against the staff's metre as the
-    CTC's are (omr.decode.fix_metre); the clef's confidence is its rhythm's probability."""
+    CTC's are (omr.decode.fix_metre), the notes after a clef change that it read through the
+    staff's first clef moved (omr.clef.after_changes); the clef's confidence is its rhythm's
+    probability."""
     opt = opt or DecodeOptions()
     read = reading.tokens(vocab)
     tokens = read
@@ -160,6 +163,8 @@ def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
             tokens = fix_metre(read, alts, opt.min_measures, opt.max_duration_cost,
                                opt.max_changes, opt.unmetred)
     changed = sum(a != b for a, b in zip(read, tokens))
+    if opt.clef_changes:
+        tokens = after_changes(tokens)
     clef, confidence = "", 1.0
     for token, rhythm, p in zip(tokens, reading.rhythms, reading.rhythm_probs):
         if token.startswith("clef-"):

@@ -1,10 +1,11 @@
-"""The treble clef painted before a staff whose clef the network cannot see (omr.clef)."""
+"""The treble clef painted before a staff whose clef the network cannot see, and notes after a
+clef change read through the staff's first clef (omr.clef)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-from omr.clef import PAINTED, PATCH, _adopt, painted
+from omr.clef import PAINTED, PATCH, _adopt, after_changes, painted
 from omr.decode import Decoded
 
 HEIGHT, FRACTION = 96, 0.30
@@ -65,3 +66,28 @@ def test_the_second_reading_is_kept_only_when_it_reads_the_painted_clef():
     # The staff's own clef seen after the painted one: its reading, without the painted clef.
     own = _adopt(first, read([PAINTED, "clef-F4", "note-G2_quarter"], PAINTED))
     assert own.tokens == ["clef-F4", "note-G2_quarter"] and not own.clef_assumed
+
+
+def test_notes_read_through_the_first_clef_move_to_the_new_one():
+    # A bass staff in E major that changes to the treble clef; the notes after the change read
+    # as if it had not (B2 sits where G#4 sits in the treble), one of them with a printed flat.
+    read = ["clef-F4", "keySignature-EM", "note-E3_quarter", "clef-G2", "note-B2_eighth",
+            "note-Bb2_eighth", "note-A4_quarter", "barline"]
+    assert after_changes(read) == ["clef-F4", "keySignature-EM", "note-E3_quarter", "clef-G2",
+                                   "note-G#4_eighth", "note-Gb4_eighth", "note-A4_quarter",
+                                   "barline"]
+
+
+def test_a_note_the_new_clef_explains_stays():
+    # A treble staff that changes to the bass clef: C5 is on the treble staff and four ledger
+    # lines above the bass staff, so it was read through the treble clef; E4, two ledger lines
+    # above the bass staff, is where a bass-clef hand that climbs puts it.
+    read = ["clef-G2", "note-C5_quarter", "clef-F4", "note-C5_quarter", "note-E4_quarter",
+            "clef-G2", "note-C5_quarter"]
+    assert after_changes(read) == ["clef-G2", "note-C5_quarter", "clef-F4", "note-E3_quarter",
+                                   "note-E4_quarter", "clef-G2", "note-C5_quarter"]
+
+
+def test_a_staff_without_a_change_is_left_as_read():
+    read = ["clef-G2", "keySignature-DM", "note-C2_quarter", "note-F#6_quarter", "barline"]
+    assert after_changes(read) == read

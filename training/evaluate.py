@@ -266,8 +266,9 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
 @click.option("--damaged-start", default=0.0, show_default=True,
               help="Synthetic folders, with --augment: share of staves whose start (clef, key) "
                    "is cut, smeared, blotted or twisted, as omr-train --damaged-start does.")
-@click.option("--greedy", is_flag=True, help="Best path only, without the metre check or the "
-              "second reading of a doubtful clef: the bare network.")
+@click.option("--greedy", is_flag=True, help="Best path only, without the metre check, the "
+              "second reading of a doubtful clef or the notes moved after a clef change: the "
+              "bare network.")
 @click.option("--keep-clef", is_flag=True, help="Do not read a staff whose clef is doubtful "
               "again with a treble clef painted before it (the runtime does).")
 @click.option("--errors", "top", default=0, show_default=True,
@@ -311,7 +312,8 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
 
 def _load(model_path: Path, opt: EvalOptions):
     try:
-        return load_any(model_path, DecodeOptions(metre=opt.metre, paint_clef=opt.paint_clef))
+        return load_any(model_path, DecodeOptions(metre=opt.metre, paint_clef=opt.paint_clef,
+                                                  clef_changes=opt.metre))
     except (ValueError, RuntimeError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
 

@@ -1,0 +1,117 @@
+"""Notes after a clef change inside a staff: how many a model reads at the wrong height, and how
+many omr.clef.after_changes puts right, for a grid of its two thresholds (FAR, NEAR).
+
+    python benchmarks/bench_clef_changes.py data/poly5 [--split val] [--model tromr] [--augment 0]
+
+The staves are those of FOLDER's split whose truth changes clef (`omr-synth --poly` engraves
+them); each is read once, the network's best path and metre check (the moving turned off), and
+the rule is then run on what it read. A note counts as wrong when its letter and octave are
+not the truth's (the note it is aligned with by the SER's edit script), before any change of
+clef and after one; SER is over those staves alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+GRID = ((None, None), (9, 6), (10, 6), (10, 7), (11, 7), (10, 8), (8, 6))
+
+
+def aligned(pred: list[str], ref: list[str]) -> list[tuple[int, int]]:
+    """(reference index, prediction index) of the tokens a shortest edit script keeps or misreads."""
+    n, m = len(ref), len(pred)
+    d = [[i + j if not i or not j else 0 for j in range(m + 1)] for i in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (ref[i - 1] != pred[j - 1]))
+    out, i, j = [], n, m
+    while i and j:
+        if d[i][j] == d[i - 1][j - 1] + (ref[i - 1] != pred[j - 1]):
+            out.append((i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif d[i][j] == d[i - 1][j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return out[::-1]
+
+
+def staff_position(token: str) -> int | None:
+    """A note's letter and octave as diatonic steps from C0 (None for anything else)."""
+    from omr import semantic as sem
+
+    note = sem.parse_token(token)
+    return note.octave * 7 + "CDEFGAB".index(note.step) if isinstance(note, sem.Note) else None
+
+
+def after_a_change(ref: list[str]) -> list[bool]:
+    """For each reference token: is a clef other than the staff's first in force?"""
+    first = current = None
+    out = []
+    for token in ref:
+        if token.startswith("clef-"):
+            current = token
+            first = first or token
+        out.append(current != first)
+    return out
+
+
+def tally(rows: list[tuple[list[str], list[str]]]) -> Counter:
+    from omr_train.metrics import staff_edits
+
+    c: Counter = Counter()
+    for pred, ref in rows:
+        edits, tokens = staff_edits(pred, ref)
+        c["edits"] += edits
+        c["tokens"] += tokens
+        after = after_a_change(ref)
+        for i, j in aligned(pred, ref):
+            a, b = staff_position(ref[i]), staff_position(pred[j])
+            if a is not None and b is not None:
+                where = "after" if after[i] else "before"
+                c[where] += 1
+                c[where + " wrong"] += a != b
+    return c
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--model", default="tromr")
+    parser.add_argument("--augment", type=float, default=0.0)
+    args = parser.parse_args()
+    from omr import clef
+    from omr.decode import DecodeOptions
+    from omr_train.dataset import read_folder
+    from omr_train.evaluate import EvalOptions, load_any, model_view
+
+    model = load_any(Path(args.model), DecodeOptions(clef_changes=False))
+    staves = read_folder(args.folder, split=args.split)
+    chosen = [(k, s) for k, s in enumerate(staves) if sum(t.startswith("clef-") for t in s.tokens) > 1]
+    opt = EvalOptions(augment=args.augment)
+    read = []
+    for start in range(0, len(chosen), opt.batch_size):
+        chunk = chosen[start:start + opt.batch_size]
+        crops = [model_view(s, model.height, True, opt, k, model.fraction) for k, s in chunk]
+        read += [(d.tokens, list(s.tokens)) for (_, s), d in zip(chunk, model.decode(crops))]
+    print(f"{len(read)} of {len(staves)} {args.split} staves of {args.folder} change clef "
+          f"({args.model}, augment {args.augment})")
+    print("| FAR, NEAR | notes wrong before a change | after a change | SER of these staves |")
+    print("|---|---:|---:|---:|")
+    for far, near in GRID:
+        if far is None:
+            rows, name = read, "not moved"
+        else:
+            clef.FAR, clef.NEAR = far, near
+            rows, name = [(clef.after_changes(p), r) for p, r in read], f"{far}, {near}"
+        c = tally(rows)
+        print(f"| {name} | {c['before wrong']} / {c['before']} ({100 * c['before wrong'] / max(1, c['before']):.1f} %) "
+              f"| {c['after wrong']} / {c['after']} ({100 * c['after wrong'] / max(1, c['after']):.1f} %) "
+              f"| {100 * c['edits'] / max(1, c['tokens']):.2f} % |")
+
+
+if __name__ == "__main__":
+    main()
