@@ -40,6 +40,11 @@ SOUNDING = ("note-", "rest-", "multirest-")  # the tokens that take time
 # read at the wrong height 53.7 % unmoved, 30.6 % moved; 9 to 11 and 6 to 8 were within three
 # points of it, 8 and 6 seven points behind).
 FAR, NEAR = 10, 7
+# A clef read inside a staff below this probability is taken for a misreading and dropped: on
+# the synthetic melodies, which never change clef, the 6 TrOMR step 18,250 read on 600 staves
+# clean and 600 photographed were at 0.21-0.61; 5 of the 222 it read on data/poly5's validation
+# staves that change clef were below 0.75 (`python benchmarks/bench_clef_changes.py data/poly5`).
+SURE_CHANGE = 0.75
 _CLEF_NOTE = {"G": 4 * 7 + 4, "F": 3 * 7 + 3, "C": 4 * 7}  # the note each sign names, as steps
 _LETTERS = "CDEFGAB"
 _SHARPS, _FLATS = "FCGDAEB", "BEADGCF"
@@ -115,9 +120,10 @@ def _adopt(first: Decoded, second: Decoded) -> Decoded:
                    clef_assumed=PAINTED)
 
 
-def after_changes(tokens: Sequence[str]) -> list[str]:
+def after_changes(tokens: Sequence[str], probs: Sequence[float] | None = None) -> list[str]:
     """`tokens` with each note after a clef change inside the staff that the network read
-    through the staff's first clef (FAR, NEAR) moved to where the clef it follows puts it.
+    through the staff's first clef (FAR, NEAR) moved to where the clef it follows puts it, and
+    each clef inside the staff read below SURE_CHANGE (`probs`, one per token) dropped.
 
     TrOMR reads the clef change, and then often the notes after it as if it had not: on the
     piano-page test staves that change clef, 44 % of the notes after a change were read wrong,
@@ -126,17 +132,22 @@ def after_changes(tokens: Sequence[str]) -> list[str]:
     new clef, on it under the old one, where a composer who changed clef would not have put
     them. A note's accidental goes with it when it was printed (it differs from the key's), and
     becomes the key's for its new letter when it was the key's (an accidental earlier in the
-    measure is not followed)."""
-    out, first, clef, fifths = list(tokens), None, None, 0
+    measure is not followed). The staff's first clef is the one in force at its first note or
+    rest: clefs read before it (a painted clef and the staff's own, omr.clef) are no change."""
+    out, first, clef, fifths = [], None, None, 0
     for k, token in enumerate(tokens):
         symbol = sem.parse_token(token)
         if isinstance(symbol, sem.Clef):
+            if first and probs is not None and probs[k] < SURE_CHANGE:
+                continue
             clef = symbol.sign
-            first = first or clef
         elif isinstance(symbol, sem.KeySignature):
             fifths = symbol.fifths
-        elif isinstance(symbol, sem.Note) and clef != first:
-            out[k] = _moved(symbol, first, clef, fifths) or token
+        elif token.startswith(SOUNDING) and first is None:
+            first = clef
+        if isinstance(symbol, sem.Note) and first and clef != first:
+            token = _moved(symbol, first, clef, fifths) or token
+        out.append(token)
     return out
 
 

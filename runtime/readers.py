@@ -152,8 +152,8 @@ def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
                     opt: DecodeOptions | None = None) -> Decoded:
     """A reading as the CTC's Decoded, its durations checked against the staff's metre as the
     CTC's are (omr.decode.fix_metre), the notes after a clef change that it read through the
-    staff's first clef moved (omr.clef.after_changes); the clef's confidence is its rhythm's
-    probability."""
+    staff's first clef moved and the clef changes it doubts dropped (omr.clef.after_changes);
+    the clef's confidence is its rhythm's probability."""
     opt = opt or DecodeOptions()
     read = reading.tokens(vocab)
     tokens = read
@@ -164,7 +164,8 @@ def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
                                opt.max_changes, opt.unmetred)
     changed = sum(a != b for a, b in zip(read, tokens))
     if opt.clef_changes:
-        tokens = after_changes(tokens)
+        probs = reading.rhythm_probs if len(reading.rhythm_probs) == len(tokens) else None
+        tokens = after_changes(tokens, probs)
     clef, confidence = "", 1.0
     for token, rhythm, p in zip(tokens, reading.rhythms, reading.rhythm_probs):
         if token.startswith("clef-"):

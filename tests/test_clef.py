@@ -91,3 +91,15 @@ def test_a_note_the_new_clef_explains_stays():
 def test_a_staff_without_a_change_is_left_as_read():
     read = ["clef-G2", "keySignature-DM", "note-C2_quarter", "note-F#6_quarter", "barline"]
     assert after_changes(read) == read
+
+
+def test_a_doubtful_change_is_dropped_and_a_clef_before_the_first_note_is_none():
+    # A clef painted before the staff and the staff's own after it are the staff's start, not a
+    # change; a clef read inside the staff at 40 % is a misreading, and the notes stay as read.
+    read = ["clef-G2", "clef-F4", "note-D3_quarter", "clef-G2", "note-B2_quarter", "barline"]
+    sure = [0.99] * len(read)
+    assert after_changes(read, sure) == ["clef-G2", "clef-F4", "note-D3_quarter", "clef-G2",
+                                         "note-G4_quarter", "barline"]
+    doubt = sure[:3] + [0.4] + sure[4:]
+    assert after_changes(read, doubt) == ["clef-G2", "clef-F4", "note-D3_quarter",
+                                          "note-B2_quarter", "barline"]

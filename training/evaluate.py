@@ -109,11 +109,16 @@ class _TrOMRTorchModel:
         with self.torch.inference_mode():
             readings = self.tromr.greedy(self.model, self.torch.from_numpy(batch),
                                          self.torch.from_numpy(widths))
-        # No rhythm probabilities: the clef's confidence is 1.0, as it was before the check.
-        return [decoded_reading(Reading(x.rhythms, x.pitches, x.lifts, x.logprob,
-                                        (1.0,) * len(x.rhythms),
-                                        rhythm_logprobs=x.rhythm_logprobs.float().numpy()),
-                                self.vocab, self.decoding) for x in readings]
+        out = []
+        for x in readings:
+            logprobs = None if x.rhythm_logprobs is None else x.rhythm_logprobs.float().numpy()
+            # Each token's rhythm probability, as the ONNX reader keeps it (a clef's confidence).
+            probs = tuple(float(np.exp(row[r])) for row, r in zip(logprobs, x.rhythms)) \
+                if logprobs is not None else (1.0,) * len(x.rhythms)
+            out.append(decoded_reading(Reading(x.rhythms, x.pitches, x.lifts, x.logprob, probs,
+                                               rhythm_logprobs=logprobs),
+                                       self.vocab, self.decoding))
+        return out
 
 
 def load_any(path: Path, decoding: DecodeOptions | None = None):
