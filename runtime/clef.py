@@ -33,18 +33,21 @@ PAINTED = "clef-G2"
 BARE_SPACES = 2.0
 SOUNDING = ("note-", "rest-", "multirest-")  # the tokens that take time
 # A note after a clef change is taken to be read through the staff's first clef when, under the
-# clef it follows, it would sit at least FAR steps (lines and spaces) from the middle line, three
-# ledger lines or more out, and under the first clef at most NEAR, on the staff or a ledger line
-# and a half past it. Chosen on the 181 validation staves of data/poly5 that change clef (`python
-# benchmarks/bench_clef_changes.py data/poly5`: with TrOMR step 18,250, notes after a change
-# read at the wrong height 53.7 % unmoved, 30.6 % moved; 9 to 11 and 6 to 8 were within three
-# points of it, 8 and 6 seven points behind).
-FAR, NEAR = 10, 7
-# A clef read inside a staff below this probability is taken for a misreading and dropped: on
-# the synthetic melodies, which never change clef, the 6 TrOMR step 18,250 read on 600 staves
-# clean and 600 photographed were at 0.21-0.61; 5 of the 222 it read on data/poly5's validation
-# staves that change clef were below 0.75 (`python benchmarks/bench_clef_changes.py data/poly5`).
-SURE_CHANGE = 0.75
+# clef it follows, it would sit at least FAR steps (lines and spaces) from the middle line, more
+# than three ledger lines out, and under the first clef at most NEAR, on the staff or a ledger
+# line and a half past it. Chosen on the 181 validation staves of data/poly5 that change clef
+# (`python benchmarks/bench_clef_changes.py data/poly5 [--model FILE.onnx]`): notes after a
+# change read at the wrong height, unmoved / moved, 53.7 / 30.0 % with TrOMR step 18,250 and
+# 25.7 / 20.1 % with step 24,000; the best of the grid for both (10 and 7: 30.6 and 22.2 %; 9
+# and 6 moved more right notes than wrong ones with step 24,000).
+FAR, NEAR = 11, 7
+# A clef read inside a staff below this probability is taken for a misreading and dropped. It
+# is set just above the highest such clef TrOMR reads on the synthetic melodies, which never
+# change clef: step 18,250 read 6 on 600 staves clean and 600 photographed, at 0.21-0.61, step
+# 24,000 one, at 0.59; 5 of the 227 clefs step 24,000 read on data/poly5's validation staves
+# that do change clef are below it (the same bench). A true change lost costs every note after
+# it on a piano page; a false one kept costs a melody the CRNN's reading.
+SURE_CHANGE = 0.65
 _CLEF_NOTE = {"G": 4 * 7 + 4, "F": 3 * 7 + 3, "C": 4 * 7}  # the note each sign names, as steps
 _LETTERS = "CDEFGAB"
 _SHARPS, _FLATS = "FCGDAEB", "BEADGCF"
