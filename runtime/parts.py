@@ -98,6 +98,31 @@ def arrange(systems: Sequence[Sequence[Sequence[str]]]) -> Arrangement:
                        tuple(map(tuple, sequences)), tuple(layouts), length)
 
 
+def shared_rests(system: Sequence[Sequence[str]]) -> list[list[str]]:
+    """A system's staves with each multirest that only one of them reads shortened by the
+    measures it puts that staff ahead of the others (to one at least): the staves of a system
+    hold the same measures, so a rest of several measures in one hand while the other plays is
+    a misreading (TrOMR reads a trill and rests so), and left as read it moves every later
+    measure of that hand against the other's, to the page's end."""
+    staves = [list(tokens) for tokens in system]
+    if len(staves) < 2:
+        return staves
+    counts = [len(arrange([[tokens]]).measures[0]) for tokens in staves]
+    rests = [[k for k, t in enumerate(tokens) if isinstance(sem.parse_token(t), sem.MultiRest)]
+             for tokens in staves]
+    for j, tokens in enumerate(staves):
+        others = [counts[i] for i in range(len(staves)) if i != j]
+        excess = counts[j] - max(others)
+        if excess <= 0 or any(rests[i] for i in range(len(staves)) if i != j):
+            continue
+        for k in rests[j]:
+            rest = sem.parse_token(tokens[k])
+            cut = min(excess, rest.measures - 1)
+            tokens[k] = f"multirest-{rest.measures - cut}"
+            excess -= cut
+    return staves
+
+
 def _next_first(starts: list[tuple[int, int, int, int]], part: int, staff: int) -> int | None:
     return next((first for st, _, j, first in starts if j == part and st > staff), None)
 

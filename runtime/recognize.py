@@ -33,7 +33,7 @@ from . import image as img
 from . import semantic
 from .clef import PATCH, SOUNDING, reread_doubtful
 from .decode import CLEF_DOUBT, Decoded, DecodeOptions
-from .parts import Arrangement, arrange
+from .parts import Arrangement, arrange, shared_rests
 from .readers import (
     AUTO,
     CHORD_MODEL,
@@ -181,8 +181,9 @@ class Recognizer:
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
         staves = []
-        for k, (box, read, system, model) in enumerate(zip(boxes, reads, systems, models), 1):
-            tokens = semantic.repair(read.tokens, open_end=True)
+        settled = _shared_rests([semantic.repair(r.tokens, open_end=True) for r in reads], systems)
+        for k, (box, read, tokens, system, model) in enumerate(
+                zip(boxes, reads, settled, systems, models), 1):
             replaced = read.clef if read.clef_assumed else ""
             staves.append(Staff(box, tuple(tokens), read.confidence, read.clef_confidence,
                                 replaced, system, model=model))
@@ -224,6 +225,17 @@ def needs_chord_reader(tokens: Sequence[str]) -> bool:
         return True
     first = next((i for i, t in enumerate(tokens) if t.startswith(SOUNDING)), len(tokens))
     return any(t.startswith("clef-") for t in tokens[first:])
+
+
+def _shared_rests(staves: list[list[str]], systems: Sequence[int]) -> list[list[str]]:
+    """Each staff's tokens, a multirest only one staff of its system reads shortened to the
+    measures the others hold (omr.parts.shared_rests)."""
+    out = list(staves)
+    for s in sorted(set(systems)):
+        members = [k for k, x in enumerate(systems) if x == s]
+        for k, tokens in zip(members, shared_rests([staves[k] for k in members])):
+            out[k] = tokens
+    return out
 
 
 def _at_height(crop: np.ndarray, height: int) -> np.ndarray:
