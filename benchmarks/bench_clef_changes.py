@@ -24,12 +24,10 @@ GRID = ((None, None), (9, 6), (10, 6), (10, 7), (11, 7), (10, 8), (8, 6))
 
 def aligned(pred: list[str], ref: list[str]) -> list[tuple[int, int]]:
     """(reference index, prediction index) of the tokens a shortest edit script keeps or misreads."""
-    n, m = len(ref), len(pred)
-    d = [[i + j if not i or not j else 0 for j in range(m + 1)] for i in range(n + 1)]
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (ref[i - 1] != pred[j - 1]))
-    out, i, j = [], n, m
+    from omr_train.metrics import _edit_costs
+
+    d = _edit_costs(ref, pred)
+    out, i, j = [], len(ref), len(pred)
     while i and j:
         if d[i][j] == d[i - 1][j - 1] + (ref[i - 1] != pred[j - 1]):
             out.append((i - 1, j - 1))
@@ -44,9 +42,10 @@ def aligned(pred: list[str], ref: list[str]) -> list[tuple[int, int]]:
 def staff_position(token: str) -> int | None:
     """A note's letter and octave as diatonic steps from C0 (None for anything else)."""
     from omr import semantic as sem
+    from omr.clef import diatonic_step
 
     note = sem.parse_token(token)
-    return note.octave * 7 + "CDEFGAB".index(note.step) if isinstance(note, sem.Note) else None
+    return diatonic_step(note) if isinstance(note, sem.Note) else None
 
 
 def after_a_change(ref: list[str]) -> list[bool]:

@@ -2,15 +2,16 @@
 treble clef painted before it (`reread_doubtful`); notes after a clef change inside a staff,
 read through the staff's first clef, moved to where the new clef puts them (`after_changes`).
 
-A staff whose clef the network cannot see. Every pitch on a staff is read through its clef. When the clef is smeared or cut off by the
-photo, the network guesses one from what is left, and reads some notes through that guess and
-some through others, so naming a clef afterwards cannot put the pitches right. Painting a clef
-it can see before the staff does: it then reads every note through that clef. G2 is the one
-painted because it is the commonest clef, and a better guess than the network's own: on the
-synthetic test with every staff's start damaged (`omr-eval ... --augment 1 --damaged-start 1`),
-of the 256 clefs read below CLEF_DOUBT the network named 78 right, where G2 was right for 122
-(and G2 is commoner in real music than in that set). Where the staff's own clef is visible
-after all, the network reads it after the painted one, and that reading is kept.
+A staff whose clef the network cannot see. Every pitch on a staff is read through its clef.
+When the clef is smeared or cut off by the photo, the network guesses one from what is left,
+and reads some notes through that guess and some through others, so naming a clef afterwards
+cannot put the pitches right. Painting a clef it can see before the staff does: it then reads
+every note through that clef. G2 is the one painted because it is the commonest clef, and a
+better guess than the network's own: on the synthetic test with every staff's start damaged
+(`omr-eval ... --augment 1 --damaged-start 1`), of the 256 clefs read below CLEF_DOUBT the
+network named 78 right, where G2 was right for 122 (and G2 is commoner in real music than in
+that set). Where the staff's own clef is visible after all, the network reads it after the
+painted one, and that reading is kept.
 """
 
 from __future__ import annotations
@@ -154,13 +155,18 @@ def after_changes(tokens: Sequence[str], probs: Sequence[float] | None = None) -
     return out
 
 
+def diatonic_step(note: sem.Note) -> int:
+    """A note's letter and octave as steps (lines and spaces) from C0, its accidental aside."""
+    return note.octave * 7 + _LETTERS.index(note.step)
+
+
 def _middle(sign: str) -> int:
     """The middle line of a clef's staff, in diatonic steps from C0."""
     return _CLEF_NOTE[sign[0]] + (3 - int(sign[1])) * 2
 
 
 def _moved(note: sem.Note, first: str, clef: str, fifths: int) -> str | None:
-    step = note.octave * 7 + _LETTERS.index(note.step)
+    step = diatonic_step(note)
     if abs(step - _middle(clef)) < FAR or abs(step - _middle(first)) > NEAR:
         return None
     step += _middle(clef) - _middle(first)

@@ -105,11 +105,11 @@ def shared_rests(system: Sequence[Sequence[str]]) -> list[list[str]]:
     a misreading (TrOMR reads a trill and rests so), and left as read it moves every later
     measure of that hand against the other's, to the page's end."""
     staves = [list(tokens) for tokens in system]
-    if len(staves) < 2:
-        return staves
-    counts = [len(arrange([[tokens]]).measures[0]) for tokens in staves]
     rests = [[k for k, t in enumerate(tokens) if isinstance(sem.parse_token(t), sem.MultiRest)]
              for tokens in staves]
+    if len(staves) < 2 or not any(rests):  # most systems: no measures to count
+        return staves
+    counts = [len(arrange([[tokens]]).measures[0]) for tokens in staves]
     for j, tokens in enumerate(staves):
         others = [counts[i] for i in range(len(staves)) if i != j]
         excess = counts[j] - max(others)
