@@ -5,9 +5,13 @@ printed) and scored under each rule for picking a staff's reading.
 
     python benchmarks/bench_chord_reader.py [--limit 600] [--sets TEXT]
 
-Rules: the CRNN's reading, TrOMR's, the default (omr.recognize.needs_chord_reader), and
-"metre": the default, or else whichever reading has fewer measures that do not add up
-(tried for the default and dropped: ahead on chords, behind on melodies).
+Rules: the CRNN's reading, TrOMR's, the default (TrOMR's where the staff shares its system with
+another, or where omr.recognize.needs_chord_reader), "chords" (the default until the eighth
+session: TrOMR's only where it reads a chord or a clef change), and "metre": "chords", or else
+whichever reading has fewer measures that do not add up (tried for the default and dropped:
+ahead on chords, behind on melodies). Each set's staves are also split by their system's size
+(one staff, or shared) and by whether TrOMR reads a chord or clef change, each group's SER
+with either model.
 """
 
 from __future__ import annotations
@@ -42,6 +46,22 @@ def clef_change(tokens: list[str]) -> bool:
     return any(t.startswith("clef-") for t in tokens[first:])
 
 
+def groups(rows: list[tuple[dict, dict]], shared: list[bool], needs_chord_reader) -> str:
+    """SER of each model on the staves of each kind: alone in their system or sharing it, and
+    with or without a chord or clef change in TrOMR's reading."""
+    out = []
+    for sh in (False, True):
+        for chord in (False, True):
+            sel = [(c, t) for (c, t), s in zip(rows, shared)
+                   if s == sh and needs_chord_reader(t["prediction"]) == chord]
+            if sel:
+                n = sum(t["tokens"] for _, t in sel)
+                crnn, tromr = (100 * sum(x[i]["edits"] for x in sel) / n for i in (0, 1))
+                out.append(f"{'shared' if sh else 'alone'}, {'chord/clef' if chord else 'plain'} "
+                           f"({len(sel)}): CRNN {crnn:.2f} / TrOMR {tromr:.2f} %")
+    return "; ".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=600)
@@ -49,13 +69,14 @@ def main() -> None:
     args = parser.parse_args()
     from omr.recognize import needs_chord_reader
     from omr.vocab import CHORD
-    from omr_train.evaluate import EvalOptions, evaluate, load_any, staves_of
+    from omr_train.evaluate import EvalOptions, evaluate, load_any, staves_of, system_size
     from omr_train.metrics import staff_edits
 
     crnn, tromr = load_any(MODELS / "crnn.onnx"), load_any(MODELS / "tromr.onnx")
-    rules = {"crnn": lambda c, t: c, "tromr": lambda c, t: t,
-             "default": lambda c, t: t if needs_chord_reader(t) else c,
-             "metre": lambda c, t: t if needs_chord_reader(t)
+    rules = {"crnn": lambda c, t, shared: c, "tromr": lambda c, t, shared: t,
+             "default": lambda c, t, shared: t if shared or needs_chord_reader(t) else c,
+             "chords": lambda c, t, shared: t if needs_chord_reader(t) else c,
+             "metre": lambda c, t, shared: t if needs_chord_reader(t)
              or broken_measures(t) < broken_measures(c) else c}
     for test in SETS:
         if args.sets not in test.name or not test.folder.exists():
@@ -64,6 +85,7 @@ def main() -> None:
         samples, synthetic = staves_of(test.folder, opt)
         rows = list(zip(evaluate(crnn, samples, synthetic, opt)[1],
                         evaluate(tromr, samples, synthetic, opt)[1]))
+        shared = [system_size(x) > 1 for x in samples]
         refs = [c["reference"] for c, _ in rows]
         reads = [t["prediction"] for _, t in rows]
         line = [f"{test.name} ({len(rows)}):"]
@@ -74,10 +96,11 @@ def main() -> None:
                         f"and on {false} others;")
         scores = []
         for name, rule in rules.items():
-            edits = [staff_edits(rule(c["prediction"], t["prediction"]), c["reference"],
-                                 opt.drop_tie) for c, t in rows]
+            edits = [staff_edits(rule(c["prediction"], t["prediction"], sh), c["reference"],
+                                 opt.drop_tie) for (c, t), sh in zip(rows, shared)]
             scores.append(f"{name} {100 * sum(e for e, _ in edits) / sum(n for _, n in edits):.2f} %")
         print(" ".join(line), "SER:", ", ".join(scores), flush=True)
+        print("   ", groups(rows, shared, needs_chord_reader), flush=True)
 
 
 if __name__ == "__main__":

@@ -51,7 +51,6 @@ FAR, NEAR = 11, 7
 SURE_CHANGE = 0.65
 _CLEF_NOTE = {"G": 4 * 7 + 4, "F": 3 * 7 + 3, "C": 4 * 7}  # the note each sign names, as steps
 _LETTERS = "CDEFGAB"
-_SHARPS, _FLATS = "FCGDAEB", "BEADGCF"
 
 
 @cache
@@ -171,13 +170,7 @@ def _moved(note: sem.Note, first: str, clef: str, fifths: int) -> str | None:
         return None
     step += _middle(clef) - _middle(first)
     letter = _LETTERS[step % 7]
-    printed = note.alter != _key_alter(fifths, note.step)
-    alter = note.alter if printed else _key_alter(fifths, letter)
+    printed = note.alter != sem.key_alter(fifths, note.step)
+    alter = note.alter if printed else sem.key_alter(fifths, letter)
     moved = replace(note, step=letter, octave=step // 7, alter=alter)
     return sem.note_token(moved) if 0 <= moved.pitch <= 127 else None
-
-
-def _key_alter(fifths: int, letter: str) -> int:
-    if fifths >= 0:
-        return int(letter in _SHARPS[:fifths])
-    return -int(letter in _FLATS[:-fifths])

@@ -4,16 +4,18 @@ Which model reads (the CRNN's CTC or TrOMR's autoregressive decoding) is the mod
 business (omr.readers, from its metadata); the model contracts are in omr.readers,
 omr.decode and omr.autoregressive, and export/ produces exactly them.
 
-By default both packaged models read every staff, and a staff keeps TrOMR's reading where
-TrOMR reads a chord or a clef change inside it, the CRNN's elsewhere: the CRNN reads a melody
-better, and cannot read a chord at all, nor a clef change (its melodies never had one).
-TrOMR (step 18,250) names a chord on a staff where one is printed: on all 386 of the first 600
-held-out polyphonic staves with chords and on none of the others, and on 1 of 740 clean melody
-staves (camera-primus, cc-staves, the synthetic test); a clef change on all 64 piano-page test
-staves with one, and on 2 of the 600 synthetic melody staves (rare clefs) and 6 of 700
-photographed ones (benchmarks/bench_chord_reader.py). Tried and dropped: keeping whichever
-reading's measures add up better (the metre check's measure lengths): ahead on polyphonic
-staves (4.23 against 4.53 % SER), behind on melodies (synthetic 2.10 against 1.88 %,
+By default a staff keeps TrOMR's reading where it shares its system with another staff (a
+grand staff, a choir's or a band's), or where TrOMR reads a chord or a clef change inside it;
+elsewhere, a staff alone in its system, the CRNN's: the CRNN reads a melody better, and cannot
+read a chord at all, nor a clef change (its melodies never had one). On the held-out
+polyphonic test (benchmarks/bench_chord_reader.py), the staves of two-staff systems where TrOMR
+reads no chord read 2.32 % SER with TrOMR and 3.65 % with the CRNN (photographed 3.75 and
+7.45 %), while single-staff ones read 2.18 and 0.70 %; TrOMR names a chord on a staff where one
+is printed, and on 1 of 740 clean melody staves (camera-primus, cc-staves, the synthetic test),
+a clef change on all 64 piano-page test staves with one, and on 2 of the 600 synthetic melody
+staves (rare clefs) and 6 of 700 photographed ones (step 18,250). Tried and dropped: keeping
+whichever reading's measures add up better (the metre check's measure lengths): ahead on
+polyphonic staves (4.23 against 4.53 % SER), behind on melodies (synthetic 2.10 against 1.88 %,
 photographed 6.01 against 5.60 %).
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,8 +123,9 @@ class Recognizer:
     """Loads the models once; `read` turns an image file into a Score.
 
     `model_path`: an ONNX file, or "crnn" / "tromr" for that model packaged in runtime/models,
-    or None / "auto": the packaged CRNN, with the packaged TrOMR (or `chord_model`) for the
-    staves where it reads chords or clef changes (the CRNN alone where TrOMR is not installed)."""
+    or None / "auto": the packaged TrOMR (or `chord_model`) for the staves of systems of two or
+    more and for those where it reads chords or clef changes, the packaged CRNN for the others
+    (the CRNN alone where TrOMR is not installed)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
                  threads: int | None = None, decoding: DecodeOptions | None = None,
@@ -177,7 +181,7 @@ class Recognizer:
             systems = [staff.system for staff in found]
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        reads, models = self._read_staves(crops)
+        reads, models = self._read_staves(crops, shared_system(systems))
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
         staves = []
@@ -192,22 +196,29 @@ class Recognizer:
         timings["decode"] = time.perf_counter() - clock
         return Score(tuple(staves), (gray.shape[1], gray.shape[0]), timings)
 
-    def decode(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        """Each crop's tokens (crops at self.info's height and staff fraction)."""
-        return self._read_staves(crops)[0]
+    def decode(self, crops: Sequence[np.ndarray],
+               shared: Sequence[bool] | None = None) -> list[Decoded]:
+        """Each crop's tokens (crops at self.info's height and staff fraction); `shared`: whether
+        each staff shares its system with another (None: none does)."""
+        return self._read_staves(crops, shared)[0]
 
-    def _read_staves(self, crops: Sequence[np.ndarray]) -> tuple[list[Decoded], list[str]]:
+    def _read_staves(self, crops: Sequence[np.ndarray], shared: Sequence[bool] | None = None
+                     ) -> tuple[list[Decoded], list[str]]:
         """Each crop's reading and the name of the model it is from: the chord reader's where
-        it reads what the main reader cannot (needs_chord_reader), the main reader's elsewhere."""
-        reads = self._read(self.reader, crops)
-        models = [self.info.name] * len(reads)
+        the staff shares its system or the reading shows what the main reader cannot
+        (needs_chord_reader), the main reader's elsewhere. The main reader reads only those."""
         if self.chord_reader is None:
-            return reads, models
+            reads = self._read(self.reader, crops)
+            return reads, [self.info.name] * len(reads)
         height = self.chord_reader.info.input_height
-        chords = self._read(self.chord_reader, [_at_height(c, height) for c in crops])
-        for k, read in enumerate(chords):
-            if needs_chord_reader(read.tokens):
-                reads[k], models[k] = read, self.chord_reader.info.name
+        reads = self._read(self.chord_reader, [_at_height(c, height) for c in crops])
+        models = [self.chord_reader.info.name] * len(reads)
+        shared = shared or [False] * len(crops)
+        rest = [k for k, read in enumerate(reads)
+                if not (shared[k] or needs_chord_reader(read.tokens))]
+        if rest:
+            for k, read in zip(rest, self._read(self.reader, [crops[k] for k in rest])):
+                reads[k], models[k] = read, self.info.name
         return reads, models
 
     def _read(self, reader: Reader, crops: Sequence[np.ndarray]) -> list[Decoded]:
@@ -225,6 +236,12 @@ def needs_chord_reader(tokens: Sequence[str]) -> bool:
         return True
     first = next((i for i, t in enumerate(tokens) if t.startswith(SOUNDING)), len(tokens))
     return any(t.startswith("clef-") for t in tokens[first:])
+
+
+def shared_system(systems: Sequence[int]) -> list[bool]:
+    """Whether each staff's system (its number) holds another staff."""
+    sizes = Counter(systems)
+    return [sizes[s] > 1 for s in systems]
 
 
 def _shared_rests(staves: list[list[str]], systems: Sequence[int]) -> list[list[str]]:

@@ -141,6 +141,16 @@ class MetaEvent:
     symbol: KeySignature | TimeSignature
 
 
+SHARP_ORDER = "FCGDAEB"  # the order a key signature adds sharps; flats go the other way
+
+
+def key_alter(fifths: int, letter: str) -> int:
+    """The alteration a key signature of `fifths` (flats negative) gives to the letter."""
+    if fifths >= 0:
+        return int(letter in SHARP_ORDER[:fifths])
+    return -int(letter in SHARP_ORDER[::-1][:-fifths])
+
+
 def parse_token(token: str) -> Symbol | None:
     """One token to its symbol, or None when the token is not in the grammar."""
     if token == "barline":

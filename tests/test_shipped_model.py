@@ -113,6 +113,15 @@ def test_omr_run_reads_a_clefless_staff_in_g2_unless_told_to_keep_the_guess(tmp_
     assert not any("clef_read" in s for s in staves[True])
 
 
+def _melody_crop(rec):
+    """The example page's first staff, cropped as the recognizer crops it."""
+    from omr.image import load_gray
+    from omr.staves import detect_staves, staff_crop
+
+    gray = load_gray(PAGE)
+    return staff_crop(gray, detect_staves(gray)[0], rec.info.input_height, rec.info.staff_fraction)
+
+
 def _chord_system_page():
     """A grand staff engraved by the synthesis engine: triads over a bass line."""
     np = pytest.importorskip("numpy")
@@ -136,19 +145,35 @@ def _chord_system_page():
 
 
 @pytest.mark.skipif(not (MODEL.parent / "tromr.onnx").exists(), reason="no packaged TrOMR")
-def test_by_default_a_staff_with_chords_is_tromrs_reading_and_a_melody_the_crnns():
+def test_by_default_a_grand_staff_is_tromrs_reading_and_a_melody_the_crnns():
     from omr import Recognizer
     from omr.vocab import CHORD
 
     page = _chord_system_page()
     crnn = Recognizer("crnn").read_array(page)
+    tromr = Recognizer("tromr").read_array(page)
     auto = Recognizer().read_array(page)
-    assert [s.model for s in auto.staves] == ["tromr-lean-lstm", "crnn-lite-tall"]
+    assert [s.system for s in auto.staves] == [0, 0]
+    # Both staves of the system: the chords, and the bass line beside them.
+    assert [s.model for s in auto.staves] == ["tromr-lean-lstm", "tromr-lean-lstm"]
     assert CHORD in auto.staves[0].tokens and CHORD not in crnn.staves[0].tokens
-    assert auto.staves[1].tokens == crnn.staves[1].tokens  # the bass line, as the CRNN reads it
+    assert [s.tokens for s in auto.staves] == [s.tokens for s in tromr.staves]
     melody = Recognizer().read(PAGE)  # the example page: melodies only, the CRNN's throughout
     assert {s.model for s in melody.staves} == {"crnn-lite-tall"}
     assert melody.staves == Recognizer("crnn").read(PAGE).staves
+
+
+@pytest.mark.skipif(not (MODEL.parent / "tromr.onnx").exists(), reason="no packaged TrOMR")
+def test_a_melody_staff_sharing_its_system_is_tromrs_reading():
+    from omr import Recognizer
+    from omr.recognize import shared_system
+
+    assert shared_system([0, 0, 1, 2, 2, 2]) == [True, True, False, True, True, True]
+    rec = Recognizer()
+    crop = _melody_crop(rec)
+    alone, shared = rec.decode([crop, crop], [False, True])
+    assert alone.tokens == Recognizer("crnn").decode([crop])[0].tokens
+    assert shared.tokens == Recognizer("tromr").decode([crop])[0].tokens
 
 
 def test_without_tromr_installed_the_default_is_the_crnn_alone(monkeypatch, tmp_path):

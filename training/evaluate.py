@@ -61,7 +61,7 @@ class _TorchModel:
         self.model, self.cfg, self.vocab, _ = crnn_from(ckpt)
         self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
-    def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
+    def decode(self, crops: list[np.ndarray], shared=None) -> list[Decoded]:
         reads = self._decode(crops)
         if not self.decoding.paint_clef:
             return reads
@@ -82,8 +82,8 @@ class _OnnxModel:
         self.rec = Recognizer(path, decoding=decoding)
         self.height, self.fraction = self.rec.info.input_height, self.rec.info.staff_fraction
 
-    def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
-        return self.rec.decode(crops)
+    def decode(self, crops: list[np.ndarray], shared=None) -> list[Decoded]:
+        return self.rec.decode(crops, shared)  # the default reads a shared system's with TrOMR
 
 
 class _TrOMRTorchModel:
@@ -101,7 +101,7 @@ class _TrOMRTorchModel:
         self.model, self.cfg, self.vocab, _ = tromr_from(ckpt)
         self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
-    def decode(self, crops: list[np.ndarray]) -> list[Decoded]:
+    def decode(self, crops: list[np.ndarray], shared=None) -> list[Decoded]:
         from omr.autoregressive import Reading
         from omr.readers import decoded_reading
 
@@ -205,6 +205,12 @@ def system_of(sample: Sample) -> str:
         else ""
 
 
+def system_size(sample: Sample) -> int:
+    """How many staves the sample's system holds (1 for a staff of its own)."""
+    stem = system_of(sample)
+    return len(list(sample.image.parent.glob(f"{stem}-*.semantic"))) if stem else 1
+
+
 def note_report(rows: list[dict], drop_tie: bool = False) -> str:
     """The note-level score, which does not depend on the token format: over staves, and over
     systems (their staves in step measure by measure) where the folder has any."""
@@ -242,7 +248,8 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
         chunk = samples[k:k + opt.batch_size]
         crops = [model_view(s, model.height, synthetic, opt, k + j, model.fraction)
                  for j, s in enumerate(chunk)]
-        for s, read in zip(chunk, model.decode(crops)):
+        shared = [system_size(s) > 1 for s in chunk]
+        for s, read in zip(chunk, model.decode(crops, shared)):
             pred = read.tokens
             edits, tokens = staff_edits(pred, s.tokens, opt.drop_tie)
             notes = staff_note_score(pred, s.tokens, opt.drop_tie)

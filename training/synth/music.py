@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from omr.semantic import key_alter  # noqa: F401  (the key signature's rule is the runtime's)
+
 STEPS = "CDEFGAB"
 SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 # Key signatures in circle-of-fifths order, named by their major key as PrIMuS does.
 MAJOR_KEYS = {-7: "Cb", -6: "Gb", -5: "Db", -4: "Ab", -3: "Eb", -2: "Bb", -1: "F", 0: "C",
               1: "G", 2: "D", 3: "A", 4: "E", 5: "B", 6: "F#", 7: "C#"}
-SHARP_ORDER = "FCGDAEB"
 DURATIONS = {  # semantic name -> length in quarter notes
     "quadruple_whole": 16.0, "double_whole": 8.0, "whole": 4.0, "half": 2.0, "quarter": 1.0,
     "eighth": 0.5, "sixteenth": 0.25, "thirty_second": 0.125, "sixty_fourth": 0.0625,
@@ -77,14 +78,6 @@ class Snippet:
     def notes(self):
         return [e for m in self.measures for e in m if e.kind == "note"]
 
-
-def key_alter(key: int, step: str) -> int:
-    """Alteration the key signature gives to `step`."""
-    if key > 0:
-        return 1 if step in SHARP_ORDER[:key] else 0
-    if key < 0:
-        return -1 if step in SHARP_ORDER[::-1][: -key] else 0
-    return 0
 
 
 def note_token(e: Event) -> str:
