@@ -5,18 +5,19 @@ business (omr.readers, from its metadata); the model contracts are in omr.reader
 omr.decode and omr.autoregressive, and export/ produces exactly them.
 
 By default a staff keeps TrOMR's reading where it shares its system with another staff (a
-grand staff, a choir's or a band's), or where TrOMR reads a chord or a clef change inside it;
+grand staff; a choir's or a band's is taken alike, unmeasured), or where TrOMR reads a chord or
+a clef change inside it;
 elsewhere, a staff alone in its system, the CRNN's: the CRNN reads a melody better, and cannot
 read a chord at all, nor a clef change (its melodies never had one). On the held-out
-polyphonic test (benchmarks/bench_chord_reader.py), the staves of two-staff systems where TrOMR
-reads no chord read 2.32 % SER with TrOMR and 3.65 % with the CRNN (photographed 3.75 and
-7.45 %), while single-staff ones read 2.18 and 0.70 %; TrOMR names a chord on a staff where one
-is printed, and on 1 of 740 clean melody staves (camera-primus, cc-staves, the synthetic test),
-a clef change on all 64 piano-page test staves with one, and on 2 of the 600 synthetic melody
-staves (rare clefs) and 6 of 700 photographed ones (step 18,250). Tried and dropped: keeping
-whichever reading's measures add up better (the metre check's measure lengths): ahead on
-polyphonic staves (4.23 against 4.53 % SER), behind on melodies (synthetic 2.10 against 1.88 %,
-photographed 6.01 against 5.60 %).
+polyphonic test (benchmarks/bench_chord_reader.py, TrOMR step 31,000), the staves of two-staff
+systems where TrOMR reads no chord read 2.01 % SER with TrOMR and 3.65 % with the CRNN
+(photographed 3.53 and 7.48 %), while single-staff ones read 1.71 and 0.70 %; TrOMR names a
+chord on all 386 of the first 600 held-out staves that print one and on none of the others, and
+on 1 of 740 clean melody staves (camera-primus, cc-staves, the synthetic test) and 4 of 600
+photographed synthetic ones; a clef change inside a melody staff once, on camera-primus
+distorted. Tried and dropped: keeping whichever reading's measures add up better (the metre
+check's measure lengths): ahead on polyphonic staves (4.23 against 4.53 % SER), behind on
+melodies (synthetic 2.10 against 1.88 %, photographed 6.01 against 5.60 %).
 """
 
 from __future__ import annotations
