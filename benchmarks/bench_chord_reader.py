@@ -46,14 +46,16 @@ def clef_change(tokens: list[str]) -> bool:
     return any(t.startswith("clef-") for t in tokens[first:])
 
 
-def groups(rows: list[tuple[dict, dict]], shared: list[bool], needs_chord_reader) -> str:
+def groups(rows: list[tuple[dict, dict]]) -> str:
     """SER of each model on the staves of each kind: alone in their system or sharing it, and
     with or without a chord or clef change in TrOMR's reading."""
+    from omr.recognize import needs_chord_reader
+
     out = []
     for sh in (False, True):
         for chord in (False, True):
-            sel = [(c, t) for (c, t), s in zip(rows, shared)
-                   if s == sh and needs_chord_reader(t["prediction"]) == chord]
+            sel = [(c, t) for c, t in rows
+                   if t["shared"] == sh and needs_chord_reader(t["prediction"]) == chord]
             if sel:
                 n = sum(t["tokens"] for _, t in sel)
                 crnn, tromr = (100 * sum(x[i]["edits"] for x in sel) / n for i in (0, 1))
@@ -69,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     from omr.recognize import needs_chord_reader
     from omr.vocab import CHORD
-    from omr_train.evaluate import EvalOptions, evaluate, load_any, staves_of, system_size
+    from omr_train.evaluate import EvalOptions, evaluate, load_any, staves_of
     from omr_train.metrics import staff_edits
 
     crnn, tromr = load_any(MODELS / "crnn.onnx"), load_any(MODELS / "tromr.onnx")
@@ -85,7 +87,6 @@ def main() -> None:
         samples, synthetic = staves_of(test.folder, opt)
         rows = list(zip(evaluate(crnn, samples, synthetic, opt)[1],
                         evaluate(tromr, samples, synthetic, opt)[1]))
-        shared = [system_size(x) > 1 for x in samples]
         refs = [c["reference"] for c, _ in rows]
         reads = [t["prediction"] for _, t in rows]
         line = [f"{test.name} ({len(rows)}):"]
@@ -96,11 +97,11 @@ def main() -> None:
                         f"and on {false} others;")
         scores = []
         for name, rule in rules.items():
-            edits = [staff_edits(rule(c["prediction"], t["prediction"], sh), c["reference"],
-                                 opt.drop_tie) for (c, t), sh in zip(rows, shared)]
+            edits = [staff_edits(rule(c["prediction"], t["prediction"], t["shared"]),
+                                 c["reference"], opt.drop_tie) for c, t in rows]
             scores.append(f"{name} {100 * sum(e for e, _ in edits) / sum(n for _, n in edits):.2f} %")
         print(" ".join(line), "SER:", ", ".join(scores), flush=True)
-        print("   ", groups(rows, shared, needs_chord_reader), flush=True)
+        print("   ", groups(rows), flush=True)
 
 
 if __name__ == "__main__":

@@ -249,12 +249,12 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
         crops = [model_view(s, model.height, synthetic, opt, k + j, model.fraction)
                  for j, s in enumerate(chunk)]
         shared = [system_size(s) > 1 for s in chunk]
-        for s, read in zip(chunk, model.decode(crops, shared)):
+        for s, share, read in zip(chunk, shared, model.decode(crops, shared)):
             pred = read.tokens
             edits, tokens = staff_edits(pred, s.tokens, opt.drop_tie)
             notes = staff_note_score(pred, s.tokens, opt.drop_tie)
             rows.append({"id": s.id, "ser": edits / max(tokens, 1), "edits": edits, "tokens": tokens,
-                         "notes": asdict(notes), "system": system_of(s),
+                         "notes": asdict(notes), "system": system_of(s), "shared": share,
                          "prediction": pred, "reference": list(s.tokens), "font": s.font,
                          "clef": read.clef, "clef_confidence": read.clef_confidence,
                          "clef_right": read.clef == _first_clef(s.tokens),

@@ -12,8 +12,9 @@ from itertools import pairwise
 from xml.sax.saxutils import escape
 
 import numpy as np
+from omr.semantic import key_alter
 
-from .music import STEPS, Event, Snippet, key_alter, transpose
+from .music import STEPS, Event, Snippet, transpose
 
 MEI_DUR = {"quadruple_whole": "long", "double_whole": "breve", "whole": "1", "half": "2",
            "quarter": "4", "eighth": "8", "sixteenth": "16", "thirty_second": "32",

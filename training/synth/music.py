@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from omr.semantic import key_alter  # noqa: F401  (the key signature's rule is the runtime's)
-
 STEPS = "CDEFGAB"
 SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 # Key signatures in circle-of-fifths order, named by their major key as PrIMuS does.
@@ -77,7 +75,6 @@ class Snippet:
 
     def notes(self):
         return [e for m in self.measures for e in m if e.kind == "note"]
-
 
 
 def note_token(e: Event) -> str:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 import numpy as np
+from omr.semantic import key_alter
 
 from .mei import ARTICS, DYNAMICS, MEI_ACCID, MEI_DUR, TEMPI, _beat, _staff_def, beam_groups
-from .music import key_alter
 from .poly import Address, Measure, PolyStaff, Slot, System, slot_starts, tie_targets
 
 # Over a chord: the ornaments of Baroque and Classical keyboard music (a Bach invention has

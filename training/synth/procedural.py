@@ -11,9 +11,9 @@ from dataclasses import replace
 from itertools import pairwise
 
 import numpy as np
-from omr.semantic import CLEFS
+from omr.semantic import CLEFS, key_alter
 
-from .music import DURATIONS, STEPS, Event, Snippet, key_alter
+from .music import DURATIONS, STEPS, Event, Snippet
 
 TIMES = ["C", "C/", "2/4", "3/4", "4/4", "6/8", "3/8", "2/2", "3/2", "9/8", "12/8", "6/4",
          "5/4", "3/1", "2/1", "4/2", "2/8", "7/8"]
