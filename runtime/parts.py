@@ -100,27 +100,58 @@ def arrange(systems: Sequence[Sequence[Sequence[str]]]) -> Arrangement:
 
 def shared_rests(system: Sequence[Sequence[str]]) -> list[list[str]]:
     """A system's staves with each multirest that only one of them reads shortened by the
-    measures it puts that staff ahead of the others (to one at least): the staves of a system
-    hold the same measures, so a rest of several measures in one hand while the other plays is
-    a misreading (TrOMR reads a trill and rests so), and left as read it moves every later
-    measure of that hand against the other's, to the page's end."""
+    measures it puts that staff ahead of the others: the staves of a system hold the same
+    measures, so a rest of several measures in one hand while the other plays is a misreading
+    (TrOMR reads a trill or a mordent and rests so), and left as read it moves every later
+    measure of that hand against the other's, to the page's end. A multirest that shares its
+    measure with notes or rests cannot be a rest of whole measures, so it goes altogether
+    where the staff holds the others' measures without it; one alone between barlines is
+    kept to one measure at least."""
     staves = [list(tokens) for tokens in system]
-    rests = [[k for k, t in enumerate(tokens) if isinstance(sem.parse_token(t), sem.MultiRest)]
-             for tokens in staves]
+    rests = [_multirests(tokens) for tokens in staves]
     if len(staves) < 2 or not any(rests):  # most systems: no measures to count
         return staves
-    counts = [len(arrange([[tokens]]).measures[0]) for tokens in staves]
+    counts = [_measure_count(tokens) for tokens in staves]
     for j, tokens in enumerate(staves):
-        others = [counts[i] for i in range(len(staves)) if i != j]
-        excess = counts[j] - max(others)
-        if excess <= 0 or any(rests[i] for i in range(len(staves)) if i != j):
+        if any(rests[i] for i in range(len(staves)) if i != j):
             continue
-        for k in rests[j]:
+        others = max(counts[i] for i in range(len(staves)) if i != j)
+        for k in reversed(rests[j]):  # from the end, so earlier indices hold
+            if _shares_measure(tokens, k):
+                kept = tokens[:k] + tokens[k + 1:]
+                if _measure_count(kept) >= others:
+                    tokens[:] = kept
+        excess = _measure_count(tokens) - others
+        for k in _multirests(tokens):
+            if excess <= 0:
+                break
             rest = sem.parse_token(tokens[k])
             cut = min(excess, rest.measures - 1)
             tokens[k] = f"multirest-{rest.measures - cut}"
             excess -= cut
     return staves
+
+
+def _multirests(tokens: Sequence[str]) -> list[int]:
+    return [k for k, t in enumerate(tokens) if isinstance(sem.parse_token(t), sem.MultiRest)]
+
+
+def _measure_count(tokens: Sequence[str]) -> int:
+    return len(arrange([[tokens]]).measures[0])
+
+
+def _shares_measure(tokens: Sequence[str], k: int) -> bool:
+    """Whether a note or rest stands between the multirest at k and the barlines around it."""
+    def sounding(t: str) -> bool:
+        return isinstance(sem.parse_token(t), (sem.Note, sem.Rest, sem.MultiRest))
+
+    for step in (-1, 1):
+        i = k + step
+        while 0 <= i < len(tokens) and not isinstance(sem.parse_token(tokens[i]), sem.Barline):
+            if sounding(tokens[i]):
+                return True
+            i += step
+    return False
 
 
 def _next_first(starts: list[tuple[int, int, int, int]], part: int, staff: int) -> int | None:
@@ -147,7 +178,9 @@ def _bounds(placed: sem.Layout, first: int, end: int | None) -> tuple[float, ...
             # A barline with no sound since the last one (right after the clef) starts nothing.
             bounds.append(e.onset)
             sounded = False
-    return tuple(bounds + ([stop] if stop > bounds[-1] else []))
+    # Only the ring of a note held over the last barline (a chord read with members of two
+    # lengths) after it: no measure starts there.
+    return tuple(bounds + ([stop] if stop > bounds[-1] and sounded else []))
 
 
 def _measures(plans: list[StaffPlan], systems: int) -> tuple[tuple[Measure, ...], ...]:

@@ -24,3 +24,24 @@ def test_rests_both_hands_read_and_single_staves_stay():
                     "barline", "note-F3_whole", "barline"]]
     assert shared_rests(both) == both
     assert shared_rests([RIGHT]) == [RIGHT]
+
+
+def test_a_rest_that_shares_its_measure_with_notes_goes():
+    # As TrOMR reads a mordent at a system's start: a rest of two measures before the
+    # measure's own notes, with no barline between them.
+    right = ["clef-G2", "barline", "multirest-2", "note-F#4_half", "rest-half", "barline",
+             "note-B4_whole", "barline"]
+    left = ["clef-F4", "note-A3_whole", "barline", "note-G3_whole", "barline"]
+    settled, same = shared_rests([right, left])
+    assert "multirest-2" not in settled and "multirest-1" not in settled and same == left
+    notes = {n.pitch: n.onset for n in arrange([[settled, left]]).notes}
+    assert notes[66] == notes[57] == 0.0 and notes[71] == notes[55] == 4.0
+
+
+def test_a_rest_with_notes_stays_where_the_staff_would_fall_short_without_it():
+    # A barline missed after a true rest: without the rest the staff holds fewer measures
+    # than the other hand, so the rest is the better guess.
+    right = ["clef-G2", "multirest-2", "note-B4_whole", "barline", "note-C5_whole", "barline"]
+    left = ["clef-F4", "note-A3_whole", "barline", "note-G3_whole", "barline", "note-F3_whole",
+            "barline", "note-E3_whole", "barline"]
+    assert shared_rests([right, left])[0] == right
