@@ -26,6 +26,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .semantic import ALTERS
 from .vocab import BOS, EOS, PAD, FactorVocabulary, compose, is_note_rhythm
 
 ENCODER_INPUTS = ("image", "widths")
@@ -90,6 +91,8 @@ class Reading:
     # [tokens, rhythms]: each token's rhythm log-probabilities as chosen from (the metre
     # check's runner-ups)
     rhythm_logprobs: np.ndarray | None = None
+    # [tokens, lifts]: each token's lift log-probabilities, NONE left out (the accidental check)
+    lift_logprobs: np.ndarray | None = None
 
     def tokens(self, vocab: FactorVocabulary) -> list[str]:
         return vocab.decode(self.rhythms, self.pitches, self.lifts)
@@ -116,6 +119,18 @@ class Reading:
                 mine.append((compose(name, vocab.pitches[p] if note else None,
                                      vocab.lifts[q] if note else None), cost))
             out.append(mine)
+        return out
+
+    def lift_costs(self, vocab: FactorVocabulary) -> list[dict[int, float]]:
+        """For each note token, each alteration's cost in nats against the lift read (empty for
+        the other tokens): what omr.accidentals.fix_accidentals may take instead."""
+        if self.lift_logprobs is None:
+            return [{} for _ in self.rhythms]
+        alters = [ALTERS.get(name) for name in vocab.lifts[1:]]
+        out = []
+        for q, row in zip(self.lifts, self.lift_logprobs):
+            out.append({} if not q else {a: float(row[q - 1] - lp)
+                                         for a, lp in zip(alters, row) if a is not None})
         return out
 
 
@@ -153,13 +168,14 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
     scores: list[list[float]] = [[] for _ in range(n)]
     probs: list[list[float]] = [[] for _ in range(n)]
     rhythm_lps: list[list[np.ndarray]] = [[] for _ in range(n)]
+    lift_lps: list[list[np.ndarray]] = [[] for _ in range(n)]
     logits: list[list[np.ndarray]] = [[] for _ in range(n)]
     for step in range(steps):
         out = model.step({**{name: last[:, j:j + 1] for j, name in enumerate(TOKENS)},
                           **encoded, **past})
         lr, lp, ll = (np.asarray(out[name], np.float32) for name in LOGITS)
-        r, p, q, score, prob, rhythm_lp = _choose(lr, lp, ll, is_note, bos, eos,
-                                                  step >= options.min_length)
+        r, p, q, score, prob, rhythm_lp, lift_lp = _choose(lr, lp, ll, is_note, bos, eos,
+                                                           step >= options.min_length)
         for j, i in enumerate(rows):
             scores[i].append(float(score[j]))
             if options.keep_logits:
@@ -168,6 +184,7 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
                 tokens[i].append((int(r[j]), int(p[j]), int(q[j])))
                 probs[i].append(float(prob[j]))
                 rhythm_lps[i].append(rhythm_lp[j])
+                lift_lps[i].append(lift_lp[j])
         going = r != eos
         if not going.any():
             break
@@ -180,14 +197,14 @@ def greedy(model: Seq2Seq, info: Seq2SeqInfo, images: np.ndarray, widths: np.nda
             encoded = {k: v[going] for k, v in encoded.items()}
             past = {k: v[going] for k, v in present.items()}
     return [_reading(tokens[i], scores[i], probs[i], logits[i] if options.keep_logits else None,
-                     rhythm_lps[i]) for i in range(n)]
+                     rhythm_lps[i], lift_lps[i]) for i in range(n)]
 
 
 def _choose(lr: np.ndarray, lp: np.ndarray, ll: np.ndarray, is_note: np.ndarray, bos: int,
             eos: int, may_end: bool) -> tuple[np.ndarray, ...]:
     """The greedy triple of each row (omr_train.tromr._choose), its log-probability, its
-    rhythm's probability and the rhythms' log-probabilities; NONE (id 0) as the pitch and lift
-    of what is not a note."""
+    rhythm's probability, the rhythms' and the lifts' log-probabilities (the lifts' without
+    NONE); NONE (id 0) as the pitch and lift of what is not a note."""
     masked = lr.copy()
     masked[:, :bos + 1] = -np.inf  # PAD and BOS are never a target
     if not may_end:
@@ -198,18 +215,21 @@ def _choose(lr: np.ndarray, lp: np.ndarray, ll: np.ndarray, is_note: np.ndarray,
     p = lp[:, 1:].argmax(-1) + 1  # NONE left out: a note has a pitch
     q = ll[:, 1:].argmax(-1) + 1
     note = is_note[r]
+    lift_lp = _log_softmax(ll[:, 1:])
     score = rhythm_lp[rows, r] + np.where(note, _log_softmax(lp[:, 1:])[rows, p - 1]
-                                          + _log_softmax(ll[:, 1:])[rows, q - 1], 0.0)
+                                          + lift_lp[rows, q - 1], 0.0)
     return (r, np.where(note, p, 0), np.where(note, q, 0), score, np.exp(rhythm_lp[rows, r]),
-            rhythm_lp)
+            rhythm_lp, lift_lp)
 
 
 def _reading(tokens: list[tuple[int, int, int]], scores: list[float], probs: list[float],
-             logits: list[np.ndarray] | None, rhythm_lps: list[np.ndarray]) -> Reading:
+             logits: list[np.ndarray] | None, rhythm_lps: list[np.ndarray],
+             lift_lps: list[np.ndarray]) -> Reading:
     rs, ps, ls = zip(*tokens) if tokens else ((), (), ())
     return Reading(tuple(rs), tuple(ps), tuple(ls), float(np.mean(scores)) if scores else 0.0,
                    tuple(probs), np.stack(logits) if logits else None,
-                   np.stack(rhythm_lps) if rhythm_lps else None)
+                   np.stack(rhythm_lps) if rhythm_lps else None,
+                   np.stack(lift_lps) if lift_lps else None)
 
 
 def batch(crops: Sequence[np.ndarray], stride: int, max_width: int) -> tuple[np.ndarray, np.ndarray]:

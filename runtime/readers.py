@@ -20,6 +20,7 @@ import numpy as np
 
 from . import autoregressive as ar
 from . import image as img
+from .accidentals import fix_accidentals
 from .clef import after_changes
 from .decode import Decoded, DecodeOptions, decode, fix_metre
 from .geometry import STAFF_FRACTION
@@ -152,8 +153,9 @@ def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
                     opt: DecodeOptions | None = None) -> Decoded:
     """A reading as the CTC's Decoded, its durations checked against the staff's metre as the
     CTC's are (omr.decode.fix_metre), the notes after a clef change that it read through the
-    staff's first clef moved and the clef changes it doubts dropped (omr.clef.after_changes);
-    the clef's confidence is its rhythm's probability."""
+    staff's first clef moved and the clef changes it doubts dropped (omr.clef.after_changes),
+    its notes' alterations held to their key and measure where it was unsure of them
+    (omr.accidentals); the clef's confidence is its rhythm's probability."""
     opt = opt or DecodeOptions()
     read = reading.tokens(vocab)
     tokens = read
@@ -162,6 +164,8 @@ def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
         if len(alts) == len(read):  # greedy never drops a token; a reading that did is left be
             tokens = fix_metre(read, alts, opt.min_measures, opt.max_duration_cost,
                                opt.max_changes, opt.unmetred)
+    if opt.max_lift_cost > 0 and reading.lift_logprobs is not None and len(tokens) == len(read):
+        tokens = fix_accidentals(tokens, reading.lift_costs(vocab), opt.max_lift_cost)
     changed = sum(a != b for a, b in zip(read, tokens))
     if opt.clef_changes:
         probs = reading.rhythm_probs if len(reading.rhythm_probs) == len(tokens) else None

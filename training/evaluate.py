@@ -112,11 +112,12 @@ class _TrOMRTorchModel:
         out = []
         for x in readings:
             logprobs = None if x.rhythm_logprobs is None else x.rhythm_logprobs.float().numpy()
+            lifts = None if x.lift_logprobs is None else x.lift_logprobs.float().numpy()
             # Each token's rhythm probability, as the ONNX reader keeps it (a clef's confidence).
             probs = tuple(float(np.exp(row[r])) for row, r in zip(logprobs, x.rhythms)) \
                 if logprobs is not None else (1.0,) * len(x.rhythms)
             out.append(decoded_reading(Reading(x.rhythms, x.pitches, x.lifts, x.logprob, probs,
-                                               rhythm_logprobs=logprobs),
+                                               rhythm_logprobs=logprobs, lift_logprobs=lifts),
                                        self.vocab, self.decoding))
         return out
 
@@ -279,8 +280,8 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
               help="Synthetic folders, with --augment: share of staves whose start (clef, key) "
                    "is cut, smeared, blotted or twisted, as omr-train --damaged-start does.")
 @click.option("--greedy", is_flag=True, help="Best path only, without the metre check, the "
-              "second reading of a doubtful clef or the notes moved after a clef change: the "
-              "bare network.")
+              "second reading of a doubtful clef, the notes moved after a clef change or "
+              "TrOMR's accidental check: the bare network.")
 @click.option("--keep-clef", is_flag=True, help="Do not read a staff whose clef is doubtful "
               "again with a treble clef painted before it (the runtime does).")
 @click.option("--errors", "top", default=0, show_default=True,
@@ -324,8 +325,9 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
 
 def _load(model_path: Path, opt: EvalOptions):
     try:
+        bare = {} if opt.metre else {"clef_changes": False, "max_lift_cost": 0.0}
         return load_any(model_path, DecodeOptions(metre=opt.metre, paint_clef=opt.paint_clef,
-                                                  clef_changes=opt.metre))
+                                                  **bare))
     except (ValueError, RuntimeError) as e:
         raise click.ClickException(str(e).splitlines()[0]) from None
 

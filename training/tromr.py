@@ -516,12 +516,14 @@ class DecodingOptions:
 @dataclass(frozen=True)
 class Reading:
     """One staff's ids (EOS not included) and its mean log-probability per token; greedy also
-    keeps each token's rhythm log-probabilities [tokens, rhythms] (the metre check's runner-ups)."""
+    keeps each token's rhythm log-probabilities [tokens, rhythms] (the metre check's runner-ups)
+    and lift log-probabilities [tokens, lifts without NONE] (the accidental check's)."""
     rhythms: tuple[int, ...]
     pitches: tuple[int, ...]
     lifts: tuple[int, ...]
     logprob: float
     rhythm_logprobs: torch.Tensor | None = None
+    lift_logprobs: torch.Tensor | None = None
 
 
 def _last_logprobs(logits: Logits) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -535,7 +537,8 @@ def _last_logprobs(logits: Logits) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 def _choose(logits: Logits, is_note: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The greedy triple at the last position: the likeliest rhythm, and for a note rhythm its
-    likeliest pitch and lift other than NONE (NONE otherwise), with the triple's log-probability."""
+    likeliest pitch and lift other than NONE (NONE otherwise), with the triple's log-probability
+    and the rhythms' and lifts' log-probabilities."""
     lr, lp, ll = _last_logprobs(logits)
     score, r = lr.max(-1)
     note = is_note[r]
@@ -543,7 +546,7 @@ def _choose(logits: Logits, is_note: torch.Tensor) -> tuple[torch.Tensor, ...]:
     bl, q = ll.max(-1)
     zero = torch.zeros_like(r)
     return r, torch.where(note, p + 1, zero), torch.where(note, q + 1, zero), \
-        score + torch.where(note, bp + bl, torch.zeros_like(score)), lr
+        score + torch.where(note, bp + bl, torch.zeros_like(score)), lr, ll
 
 
 @torch.no_grad()
@@ -562,14 +565,15 @@ def greedy(model: TrOMR, images: torch.Tensor, widths: torch.Tensor | None = Non
     cross = model.cross_cache(memory)
     r = torch.full((n, 1), bos, dtype=torch.long, device=images.device)
     p, q = torch.zeros_like(r), torch.zeros_like(r)
-    out, rhythm_lps, past = [], [], None
+    out, rhythm_lps, lift_lps, past = [], [], [], None
     total = torch.zeros(n, device=images.device)
     length = torch.zeros(n, device=images.device)
     done = torch.zeros(n, dtype=torch.bool, device=images.device)
     for _ in range(steps):
         logits, past = model.decode(r, p, q, cross, mask, past)
-        rr, pp, qq, score, lr = _choose(logits, model.is_note)
+        rr, pp, qq, score, lr, ll = _choose(logits, model.is_note)
         rhythm_lps.append(lr)
+        lift_lps.append(ll)
         total += torch.where(done, torch.zeros_like(score), score)
         length += (~done).float()
         out.append((torch.where(done, eos, rr), pp, qq))
@@ -579,12 +583,14 @@ def greedy(model: TrOMR, images: torch.Tensor, widths: torch.Tensor | None = Non
         r, p, q = rr[:, None], pp[:, None], qq[:, None]
     readings = []
     lps = torch.stack(rhythm_lps, 1)  # N, steps, rhythms
+    lifts = torch.stack(lift_lps, 1)  # N, steps, lifts without NONE
     for i in range(n):
         ids = [(a[i].item(), b[i].item(), c[i].item()) for a, b, c in out]
         k = next((j for j, t in enumerate(ids) if t[0] == eos), len(ids))
         rs, ps, ls = zip(*ids[:k]) if k else ((), (), ())
         readings.append(Reading(tuple(rs), tuple(ps), tuple(ls),
-                                (total[i] / length[i].clamp(min=1)).item(), lps[i, :k]))
+                                (total[i] / length[i].clamp(min=1)).item(), lps[i, :k],
+                                lifts[i, :k]))
     return readings
 
 
