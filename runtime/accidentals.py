@@ -13,6 +13,7 @@ the implied one is taken; a printed accidental, which the decoder reads with con
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from . import semantic as sem
 
@@ -52,15 +53,10 @@ def _walk(tokens: Sequence[str], costs: Sequence[Mapping[int, float]] | None,
             want = tied.pop(place) if held else carry.get(place, sem.key_alter(key, symbol.step))
             alter = symbol.alter
             if costs is not None and alter != want and costs[i].get(want, max_cost + 1) <= max_cost:
-                out[i], alter = _with_alter(token, symbol, want), want
+                out[i], alter = sem.note_token(replace(symbol, alter=want)), want
             if not held:  # a tie holds its alteration over the barline, not for later notes
                 carry[place] = alter
             last = place, alter
         implied_out.append(want)
     return out, implied_out
 
-
-def _with_alter(token: str, note: sem.Note, alter: int) -> str:
-    accidental = next(a for a, v in sem.ALTERS.items() if v == alter)
-    kind, rest = token.split("-", 1)
-    return f"{kind}-{note.step}{accidental}{note.octave}_{rest.split('_', 1)[1]}"

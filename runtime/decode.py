@@ -58,7 +58,7 @@ class DecodeOptions:
     clef_changes: bool = True
     # A TrOMR note's alteration taken as its key and measure imply where the decoder weighed
     # that one within this many nats of the one it read (omr.accidentals); 0 turns it off.
-    # Chosen on held-out polyphonic staves beyond those the bars are set on (staves 1,200 to
+    # Chosen on held-out polyphonic staves beyond those the bars are set on (staves 1,400 to
     # 2,000 of data/poly-test-gootville-v5, step 31,000; data/scratch/lift_ab.py): off / 0.5 /
     # 1 / 1.5 / 2 / 2.5 nats gave 3.96 / 3.86 / 3.84 / 3.84 / 3.86 / 3.97 % SER clean and
     # 5.46 / 5.23 / 5.20 / 5.12 / 5.16 / 5.27 % photographed.

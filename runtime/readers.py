@@ -164,7 +164,7 @@ def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
         if len(alts) == len(read):  # greedy never drops a token; a reading that did is left be
             tokens = fix_metre(read, alts, opt.min_measures, opt.max_duration_cost,
                                opt.max_changes, opt.unmetred)
-    if opt.max_lift_cost > 0 and reading.lift_logprobs is not None and len(tokens) == len(read):
+    if opt.max_lift_cost > 0 and reading.lift_logprobs is not None:
         tokens = fix_accidentals(tokens, reading.lift_costs(vocab), opt.max_lift_cost)
     changed = sum(a != b for a, b in zip(read, tokens))
     if opt.clef_changes:
