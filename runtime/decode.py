@@ -63,6 +63,16 @@ class DecodeOptions:
     # 1 / 1.5 / 2 / 2.5 nats gave 3.96 / 3.86 / 3.84 / 3.84 / 3.86 / 3.97 % SER clean and
     # 5.46 / 5.23 / 5.20 / 5.12 / 5.16 / 5.27 % photographed.
     max_lift_cost: float = 1.5
+    # A TrOMR staff whose mean log-probability per token is under this is read again, moved
+    # up and down by this share of the crop's height, and its likeliest reading kept
+    # (omr.second_look); -inf turns it off. Chosen on staves 1,400 to 1,800 of
+    # data/poly-test-gootville-v5 (step 37,000; data/scratch/tta_ab.py, tta_thresh.py): read
+    # again below -0.1 / -0.05 / -0.03 / -0.02 / always: 11 / 22 / 37 / 50 / 100 % of the
+    # clean staves, SER 3.71 % -> 3.39 / 3.39 / 3.34 / 3.31 / 3.29 %; photographed, 17 / 30 /
+    # 45 / 60 / 100 % of them, 4.69 % -> 4.52 / 4.43 / 4.42 / 4.43 / 4.42 %. Shifts of 2 rows
+    # in 96, or a crop 8 % wider, did less.
+    second_look_below: float = -0.03
+    second_look_shift: float = 3 / 96  # 3 rows of the shipped TrOMR's 96
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .accidentals import fix_accidentals
 from .clef import after_changes
 from .decode import Decoded, DecodeOptions, decode, fix_metre
 from .geometry import STAFF_FRACTION
+from .second_look import second_look
 from .vocab import FactorVocabulary, Vocabulary
 
 MODELS = Path(__file__).parent / "models"
@@ -117,8 +118,9 @@ class CTCReader:
 
 class AutoregressiveReader:
     """TrOMR: `path` is the encoder (it carries the metadata), its decoder is the file the
-    metadata names beside it; every crop of a page in one batch, greedy decoding, then the
-    CTC reader's metre check over each token's runner-up rhythms."""
+    metadata names beside it; every crop of a page in one batch, greedy decoding (with a
+    second look at the staves it was unsure of: omr.second_look), then the CTC reader's metre
+    check over each token's runner-up rhythms."""
 
     def __init__(self, path: Path, encoder, device: str, threads: int | None,
                  options: ar.DecodingOptions | None = None,
@@ -142,11 +144,21 @@ class AutoregressiveReader:
         return [decoded_reading(r, self.seq2seq.vocab, self.decoding) for r in self.readings(crops)]
 
     def readings(self, crops: Sequence[np.ndarray]) -> list[ar.Reading]:
+        return second_look(self.greedy, crops, self.decoding.second_look_below,
+                           look_shifts(self.decoding, self.info.input_height))
+
+    def greedy(self, crops: Sequence[np.ndarray]) -> list[ar.Reading]:
         images, widths = ar.batch(crops, self.info.width_stride, self.max_width)
         try:
             return ar.greedy(self.model, self.seq2seq, images, widths, self.options)
         except Exception as err:  # onnxruntime raises its own exception types
             raise ModelError(f"model failed to run: {first_line(err)}") from err
+
+
+def look_shifts(opt: DecodeOptions, height: int) -> tuple[int, ...]:
+    """The rows a doubtful staff is moved by for its second look (omr.second_look)."""
+    dy = round(opt.second_look_shift * height)
+    return (dy, -dy) if dy else ()
 
 
 def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,

@@ -192,7 +192,8 @@ RUNTIME = textwrap.dedent("""
     from omr import Recognizer
     from omr.decode import DecodeOptions
     crops = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in sys.argv[3:]]
-    rec = Recognizer(sys.argv[1], threads=1, decoding=DecodeOptions(paint_clef=False))
+    rec = Recognizer(sys.argv[1], threads=1, decoding=DecodeOptions(
+        paint_clef=False, second_look_below=float("-inf")))
     read = [d.tokens for d in rec.reader.read(crops)]
     score = Recognizer(sys.argv[1], threads=1).read(sys.argv[2])
     assert "torch" not in sys.modules, "torch was imported"
@@ -226,6 +227,27 @@ def test_the_recognizer_reads_with_tromr_without_torch(exportable, onnx_model, t
     assert len(out["page"]) == 2
     for staff in out["page"]:  # the page's staves come out repaired, in the notation
         assert staff == semantic.repair(staff, open_end=True)
+
+
+def test_the_second_look_keeps_the_likeliest_of_three_readings(onnx_model, trained):
+    from omr.decode import DecodeOptions
+    from omr.readers import look_shifts, open_reader
+    from omr.second_look import shifted
+
+    reader = open_reader(onnx_model, threads=1, decoding=DecodeOptions(second_look_below=0.0))
+    crops = [s.pixels for s in trained[1][:3]]
+    dy = look_shifts(reader.decoding, reader.info.input_height)
+    assert dy == (3, -3)
+    first = reader.greedy(crops)
+    again = reader.greedy([shifted(c, d) for d in dy for c in crops])
+    got = reader.readings(crops)
+    for k, reading in enumerate(got):
+        options = [first[k], again[k], again[k + len(crops)]]
+        assert reading.logprob == max(r.logprob for r in options)
+        assert reading.rhythms in [r.rhythms for r in options]
+    never = open_reader(onnx_model, threads=1,
+                        decoding=DecodeOptions(second_look_below=float("-inf")))
+    assert [r.rhythms for r in never.readings(crops)] == [r.rhythms for r in first]
 
 
 def test_model_tromr_is_the_packaged_file_or_a_clear_error(exportable, onnx_model, tmp_path,

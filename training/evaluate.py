@@ -10,6 +10,7 @@ own staff normalisation, exactly as `omr-run --staff` would read them.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -102,8 +103,16 @@ class _TrOMRTorchModel:
         self.height, self.fraction = self.cfg.input_height, self.cfg.staff_fraction
 
     def decode(self, crops: list[np.ndarray], shared=None) -> list[Decoded]:
+        from omr.readers import decoded_reading, look_shifts
+        from omr.second_look import second_look
+
+        readings = second_look(self.greedy, crops, self.decoding.second_look_below,
+                               look_shifts(self.decoding, self.height))
+        return [decoded_reading(r, self.vocab, self.decoding) for r in readings]
+
+    def greedy(self, crops: list[np.ndarray]) -> list:
+        """The runtime's Readings (omr.autoregressive.Reading) of PyTorch's greedy decoding."""
         from omr.autoregressive import Reading
-        from omr.readers import decoded_reading
 
         batch, widths = collate(crops, self.cfg.max_width)
         with self.torch.inference_mode():
@@ -116,9 +125,8 @@ class _TrOMRTorchModel:
             # Each token's rhythm probability, as the ONNX reader keeps it (a clef's confidence).
             probs = tuple(float(np.exp(row[r])) for row, r in zip(logprobs, x.rhythms)) \
                 if logprobs is not None else (1.0,) * len(x.rhythms)
-            out.append(decoded_reading(Reading(x.rhythms, x.pitches, x.lifts, x.logprob, probs,
-                                               rhythm_logprobs=logprobs, lift_logprobs=lifts),
-                                       self.vocab, self.decoding))
+            out.append(Reading(x.rhythms, x.pitches, x.lifts, x.logprob, probs,
+                               rhythm_logprobs=logprobs, lift_logprobs=lifts))
         return out
 
 
@@ -280,8 +288,9 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
               help="Synthetic folders, with --augment: share of staves whose start (clef, key) "
                    "is cut, smeared, blotted or twisted, as omr-train --damaged-start does.")
 @click.option("--greedy", is_flag=True, help="Best path only, without the metre check, the "
-              "second reading of a doubtful clef, the notes moved after a clef change or "
-              "TrOMR's accidental check: the bare network.")
+              "second reading of a doubtful clef, the notes moved after a clef change, "
+              "TrOMR's accidental check or its second look at a doubtful staff: the bare "
+              "network.")
 @click.option("--keep-clef", is_flag=True, help="Do not read a staff whose clef is doubtful "
               "again with a treble clef painted before it (the runtime does).")
 @click.option("--errors", "top", default=0, show_default=True,
@@ -325,7 +334,8 @@ def main(model_path: Path, folder: Path, distorted: bool, split: str, strength: 
 
 def _load(model_path: Path, opt: EvalOptions):
     try:
-        bare = {} if opt.metre else {"clef_changes": False, "max_lift_cost": 0.0}
+        bare = {} if opt.metre else {"clef_changes": False, "max_lift_cost": 0.0,
+                                     "second_look_below": -math.inf}
         return load_any(model_path, DecodeOptions(metre=opt.metre, paint_clef=opt.paint_clef,
                                                   **bare))
     except (ValueError, RuntimeError) as e:
