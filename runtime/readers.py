@@ -53,8 +53,11 @@ class ModelInfo:
 class Reader(Protocol):
     info: ModelInfo
 
-    def read(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        """Each crop's tokens (uint8 gray at the model's input height, paper white)."""
+    def read(self, crops: Sequence[np.ndarray],
+             look: Sequence[bool] | None = None) -> list[Decoded]:
+        """Each crop's tokens (uint8 gray at the model's input height, paper white). `look`
+        marks the staves a reader may look at again where it doubts its reading
+        (omr.second_look; None: all of them)."""
         ...
 
 
@@ -95,8 +98,9 @@ class CTCReader:
         if "image" not in names[0] or "log_probs" not in names[1]:
             raise ModelError(f"model {path} must have input 'image' and output 'log_probs'")
 
-    def read(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        log_probs, lengths = self.run(crops)
+    def read(self, crops: Sequence[np.ndarray],
+             look: Sequence[bool] | None = None) -> list[Decoded]:
+        log_probs, lengths = self.run(crops)  # the CTC takes no second look
         return [decode(lp[:n], self.info.vocab, self.decoding) for lp, n in zip(log_probs, lengths)]
 
     def run(self, crops: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
@@ -140,12 +144,15 @@ class AutoregressiveReader:
         self.options = options or ar.DecodingOptions()
         self.decoding = decoding or DecodeOptions()
 
-    def read(self, crops: Sequence[np.ndarray]) -> list[Decoded]:
-        return [decoded_reading(r, self.seq2seq.vocab, self.decoding) for r in self.readings(crops)]
+    def read(self, crops: Sequence[np.ndarray],
+             look: Sequence[bool] | None = None) -> list[Decoded]:
+        return [decoded_reading(r, self.seq2seq.vocab, self.decoding)
+                for r in self.readings(crops, look)]
 
-    def readings(self, crops: Sequence[np.ndarray]) -> list[ar.Reading]:
+    def readings(self, crops: Sequence[np.ndarray],
+                 look: Sequence[bool] | None = None) -> list[ar.Reading]:
         return second_look(self.greedy, crops, self.decoding.second_look_below,
-                           look_shifts(self.decoding, self.info.input_height))
+                           look_shifts(self.decoding, self.info.input_height), look)
 
     def greedy(self, crops: Sequence[np.ndarray]) -> list[ar.Reading]:
         images, widths = ar.batch(crops, self.info.width_stride, self.max_width)

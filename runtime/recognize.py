@@ -212,9 +212,17 @@ class Recognizer:
             reads = self._read(self.reader, crops)
             return reads, [self.info.name] * len(reads)
         height = self.chord_reader.info.input_height
-        reads = self._read(self.chord_reader, [_at_height(c, height) for c in crops])
-        models = [self.chord_reader.info.name] * len(reads)
+        tall = [_at_height(c, height) for c in crops]
         shared = shared or [False] * len(crops)
+        # A second look costs a staff two more readings: only where this reading is kept. A
+        # lone staff's is kept only where it shows a chord or a clef change, and then it gets
+        # its second look (and keeps it if the chord stays).
+        reads = self._read(self.chord_reader, tall, shared)
+        lone = [k for k, read in enumerate(reads)
+                if not shared[k] and needs_chord_reader(read.tokens)]
+        for k, read in zip(lone, self._read(self.chord_reader, [tall[k] for k in lone])):
+            reads[k] = read
+        models = [self.chord_reader.info.name] * len(reads)
         rest = [k for k, read in enumerate(reads)
                 if not (shared[k] or needs_chord_reader(read.tokens))]
         if rest:
@@ -222,9 +230,10 @@ class Recognizer:
                 reads[k], models[k] = read, self.info.name
         return reads, models
 
-    def _read(self, reader: Reader, crops: Sequence[np.ndarray]) -> list[Decoded]:
+    def _read(self, reader: Reader, crops: Sequence[np.ndarray],
+              look: Sequence[bool] | None = None) -> list[Decoded]:
         """A reader's tokens; a staff whose clef is doubtful is read again (omr.clef)."""
-        reads = reader.read(crops)
+        reads = reader.read(crops, look)
         if not self.decoding.paint_clef:
             return reads
         return reread_doubtful(crops, reads, reader.info.staff_fraction, reader.read)

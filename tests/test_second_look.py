@@ -60,3 +60,11 @@ def test_a_shift_that_reads_worse_is_not_taken():
     read = LineReader()
     got = second_look(read, [crop_with_line(9)], below=0.0, shifts=(3, -3))
     assert got[0].rhythms[0] == 9  # 12 and 6 are both further from 8
+
+
+def test_only_the_staves_marked_to_look_at_are_read_again():
+    read = LineReader()
+    crops = [crop_with_line(5), crop_with_line(11)]
+    got = second_look(read, crops, below=-0.15, shifts=(3, -3), look=[False, True])
+    assert [r.rhythms[0] for r in got] == [5, 8]
+    assert read.calls == [2, 2]  # the second staff alone, shifted twice
