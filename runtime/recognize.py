@@ -220,8 +220,9 @@ class Recognizer:
         reads = self._read(self.chord_reader, tall, shared)
         lone = [k for k, read in enumerate(reads)
                 if not shared[k] and needs_chord_reader(read.tokens)]
-        for k, read in zip(lone, self._read(self.chord_reader, [tall[k] for k in lone])):
-            reads[k] = read
+        if lone:
+            for k, read in zip(lone, self._read(self.chord_reader, [tall[k] for k in lone])):
+                reads[k] = read
         models = [self.chord_reader.info.name] * len(reads)
         rest = [k for k, read in enumerate(reads)
                 if not (shared[k] or needs_chord_reader(read.tokens))]
