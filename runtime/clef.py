@@ -40,15 +40,17 @@ SOUNDING = ("note-", "rest-", "multirest-")  # the tokens that take time
 # (`python benchmarks/bench_clef_changes.py data/poly5 [--model FILE.onnx]`): notes after a
 # change read at the wrong height, unmoved / moved, 53.7 / 30.0 % with TrOMR step 18,250 and
 # 25.7 / 20.1 % with step 24,000, 18.5 / 16.7 % with step 31,000, 16.2 / 15.3 % with step
-# 37,000; the best of the grid for all four (10 and 7: 30.6, 22.2, 19.2 and 17.9 %; 9 and 6
-# moved more right notes than wrong ones from step 24,000 on).
+# 37,000 (16.8 / 15.8 % with the second look, omr.second_look); the best of the grid for all
+# four (10 and 7: 30.6, 22.2, 19.2 and 17.9 %; 9 and 6 moved more right notes than wrong ones
+# from step 24,000 on).
 FAR, NEAR = 11, 7
 # A clef read inside a staff below this probability is taken for a misreading and dropped. It
 # is set just above the highest such clef TrOMR reads on the synthetic melodies, which never
 # change clef: step 18,250 read 6 on 600 staves clean and 600 photographed, at 0.21-0.61, step
 # 24,000 one, at 0.59, step 31,000 one, at 0.37, step 37,000 one, at 0.36; 5 of the 227 clefs
 # step 24,000 read on data/poly5's validation staves that do change clef are below it, 6 of 230
-# for step 31,000, 6 of 232 for step 37,000 (the same bench). A true change lost costs every
+# for step 31,000, 6 of 232 for step 37,000 (the same bench; with the second look, none on
+# the melodies and 3 of 231 on data/poly5). A true change lost costs every
 # note after it on a piano page; a false one kept costs a melody the CRNN's reading.
 SURE_CHANGE = 0.65
 _CLEF_NOTE = {"G": 4 * 7 + 4, "F": 3 * 7 + 3, "C": 4 * 7}  # the note each sign names, as steps

@@ -9,14 +9,17 @@ grand staff; a choir's or a band's is taken alike, unmeasured), or where TrOMR r
 a clef change inside it;
 elsewhere, a staff alone in its system, the CRNN's: the CRNN reads a melody better, and cannot
 read a chord at all, nor a clef change (its melodies never had one). On the held-out
-polyphonic test (benchmarks/bench_chord_reader.py, TrOMR step 37,000), the staves of two-staff
-systems where TrOMR reads no chord read 1.46 % SER with TrOMR and 3.70 % with the CRNN
-(photographed 2.53 and 7.48 %), while single-staff ones read 1.09 and 0.70 %; TrOMR names a
-chord on 385 of the 386 of the first 600 held-out staves that print one and on none of the
-others, and on 2 of 740 clean melody staves (camera-primus, cc-staves, the synthetic test) and
-6 of 600 photographed synthetic ones; a clef change inside a melody staff once, on camera-primus
-distorted. Tried and dropped: keeping whichever reading's measures add up better (the metre
-check's measure lengths): ahead on polyphonic staves (4.23 against 4.53 % SER), behind on
+polyphonic test (benchmarks/bench_chord_reader.py, TrOMR step 37,000 with its second look),
+the staves of two-staff systems where TrOMR reads no chord read 1.38 % SER with TrOMR and
+3.70 % with the CRNN (photographed 2.02 and 7.48 %), while single-staff ones read 1.01 and
+0.70 %; TrOMR alone names a chord on 385 of the 386 of the first 600 held-out staves that
+print one and on none of the others, and on 1 of 740 clean melody staves (camera-primus,
+cc-staves, the synthetic test) and 4 of 600 photographed synthetic ones; a clef change inside a
+melody staff once, on camera-primus distorted. TrOMR's second look (omr.second_look) is taken
+only where its reading is kept: a lone staff's where its first reading shows a chord or a clef
+change, and the staff stays TrOMR's only if the chord or change is still there after it.
+Tried and dropped: keeping whichever reading's measures add up better (the metre check's
+measure lengths): ahead on polyphonic staves (4.23 against 4.53 % SER), behind on
 melodies (synthetic 2.10 against 1.88 %, photographed 6.01 against 5.60 %).
 """
 
