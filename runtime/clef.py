@@ -50,8 +50,8 @@ FAR, NEAR = 11, 7
 # 24,000 one, at 0.59, step 31,000 one, at 0.37, step 37,000 one, at 0.36; 5 of the 227 clefs
 # step 24,000 read on data/poly5's validation staves that do change clef are below it, 6 of 230
 # for step 31,000, 6 of 232 for step 37,000 (the same bench; with the second look, none on
-# the melodies and 3 of 231 on data/poly5). A true change lost costs every
-# note after it on a piano page; a false one kept costs a melody the CRNN's reading.
+# the melodies and 3 of 231 on data/poly5). A true change lost costs every note after it on a
+# piano page; a false one kept costs a melody the CRNN's reading.
 SURE_CHANGE = 0.65
 _CLEF_NOTE = {"G": 4 * 7 + 4, "F": 3 * 7 + 3, "C": 4 * 7}  # the note each sign names, as steps
 _LETTERS = "CDEFGAB"
