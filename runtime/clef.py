@@ -119,8 +119,9 @@ def _adopt(first: Decoded, second: Decoded) -> Decoded:
         return first  # the painted clef itself was not read: nothing to go by
     for token in tokens[1:]:
         if token.startswith("clef-"):  # the staff's own clef, seen after the painted one
+            remetre = second.remetre and (lambda n: second.remetre(n)[1:])
             return replace(second, tokens=tokens[1:], clef=first.clef,
-                           clef_confidence=first.clef_confidence)
+                           clef_confidence=first.clef_confidence, remetre=remetre)
         if token.startswith(SOUNDING):
             break
     return replace(second, clef=first.clef, clef_confidence=first.clef_confidence,

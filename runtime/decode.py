@@ -16,7 +16,8 @@ rhythms its decoder weighed at each token.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -73,6 +74,9 @@ class DecodeOptions:
     # in 96, or a crop 8 % wider, did less.
     second_look_below: float = -0.03
     second_look_shift: float = 3 / 96  # 3 rows of the shipped TrOMR's 96
+    # A page's staves that print no time signature held to the measure length of the one
+    # printed above them in their part (omr.page_metre; the Recognizer does it, having the page).
+    page_metre: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class Decoded:
     clef_confidence: float = 1.0  # its probability at its frames (1.0: none read)
     clef_assumed: str = ""  # the clef painted before the staff, when its own was doubtful (omr.clef)
     clef_end: float = 0.0  # where the first clef's frames end, as a share of the staff's width
+    # The tokens again with the measures held to a length where the staff prints no time
+    # signature (fix_metre's page_length; omr.page_metre); None where that cannot be done.
+    remetre: Callable[[float], list[str]] | None = field(default=None, repr=False, compare=False)
 
 
 def greedy_decode(log_probs: np.ndarray) -> tuple[list[int], float]:
@@ -111,8 +118,10 @@ def best_path(log_probs: np.ndarray) -> tuple[list[int], np.ndarray, float]:
     return [int(c) for c in best[starts[runs]]], spans, confidence
 
 
-def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = DecodeOptions()) -> Decoded:
-    """Tokens of one staff from its log-probabilities [T, C] (valid frames only)."""
+def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = DecodeOptions(),
+           page_length: float | None = None) -> Decoded:
+    """Tokens of one staff from its log-probabilities [T, C] (valid frames only); `page_length`
+    as fix_metre takes it."""
     ids, spans, confidence = best_path(log_probs)
     tokens = vocab.decode(ids)
     clef, clef_confidence, clef_end = _first_clef(log_probs, ids, spans, tokens)
@@ -120,9 +129,11 @@ def decode(log_probs: np.ndarray, vocab: Vocabulary, opt: DecodeOptions = Decode
     if opt.metre and tokens:
         alts = RunnerUps(log_probs, ids, spans, vocab, opt)
         fixed = fix_metre(tokens, alts, opt.min_measures, opt.max_duration_cost,
-                          opt.max_changes, opt.unmetred)
+                          opt.max_changes, opt.unmetred, page_length)
     changed = sum(a != b for a, b in zip(tokens, fixed))
-    return Decoded(fixed, confidence, changed, clef, clef_confidence, clef_end=clef_end)
+    remetre = (lambda n: decode(log_probs, vocab, opt, n).tokens) if opt.metre and tokens else None
+    return Decoded(fixed, confidence, changed, clef, clef_confidence, clef_end=clef_end,
+                   remetre=remetre)
 
 
 def _first_clef(log_probs: np.ndarray, ids: list[int], spans: np.ndarray,
@@ -167,7 +178,7 @@ class RunnerUps:
 
 def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measures: int = 2,
               max_duration_cost: float = 4.0, max_changes: int = 3,
-              unmetred: bool = True) -> list[str]:
+              unmetred: bool = True, page_length: float | None = None) -> list[str]:
     """Time signatures first (they set what a measure holds), then the durations of each
     measure that does not add up.
 
@@ -176,6 +187,9 @@ def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measur
     the length most of its measures have. Where they do not agree, the metre itself is in
     doubt (a misread signature, or music that does not keep to it), and a change would as
     likely add an error as remove one.
+
+    `page_length`: for a staff that prints no time signature, the length its page's signature
+    sets (omr.page_metre). Its measures are held to it unless more of them agree on another.
     """
     out = list(tokens)
     symbols = [sem.parse_token(t) for t in out]
@@ -185,20 +199,37 @@ def fix_metre(tokens: list[str], alts: list[list[tuple[str, float]]], min_measur
     measures = complete_measures(symbols, unmetred)
     for metred in (True, False):
         region = [(a, b, ts) for a, b, ts in measures if (ts is not None) == metred]
-        for start, end, usual in _measures_to_mend(out, region, min_measures, metred):
+        page = None if metred else page_length
+        for start, end, usual in _measures_to_mend(out, region, min_measures, metred, page):
             _fix_duration(out, symbols, alts, start, end, usual, max_duration_cost, max_changes)
     return out
 
 
 def _measures_to_mend(out: list[str], measures: list, min_measures: int,
-                      metred: bool) -> list[tuple]:
+                      metred: bool, page: float | None = None) -> list[tuple]:
     """(start, end, expected length) of the measures whose length the others contradict.
 
     Under a signature, the usual length is the commonest one the signature allows, and the
     measures that fit it must outnumber the ones to mend; with no signature, the commonest
-    length must be held by most measures, and by at least `min_measures` of them.
+    length must be held by most measures, and by at least `min_measures` of them, or else
+    the page's length (`page`) sets it unless another length a metre could set (a whole
+    number of eighths) is held by more measures, and by `min_measures`: a page's later
+    systems keep its first system's metre, and a run of sixteenths read as thirty-seconds in
+    two measures is no new metre. Only measures within a quarter of that length are held to
+    it on the page's word alone: one read far longer is most often two with their barline
+    missed, and one far shorter has lost notes, not durations. Where the staff's own measures
+    back the length, every measure is, as without the page.
     """
-    lengths = [_length(out[a:b]) for a, b, _ in measures]
+    lengths = [measure_length(out[a:b]) for a, b, _ in measures]
+    if page is not None and measures:
+        held = Counter(round(x, 6) for x in lengths)
+        other = max((n for x, n in held.items() if abs(x - page) >= EPS and _metric(x)),
+                    default=0)
+        agree = held[round(page, 6)]
+        if other < min_measures or other <= agree:
+            own = agree >= max(min_measures, len(lengths) - agree + 1)
+            return [(a, b, page) for (a, b, _), x in zip(measures, lengths)
+                    if abs(x - page) >= EPS and (own or abs(x - page) <= page / 4 + EPS)]
     fitting = [x for x, (_, _, ts) in zip(lengths, measures) if not metred or fits(x, ts)]
     if not fitting:
         return []
@@ -209,6 +240,12 @@ def _measures_to_mend(out: list[str], measures: list, min_measures: int,
     if backed < max(min_measures, needed):
         return []
     return [(a, b, usual) for a, b in wrong]
+
+
+def _metric(length: float) -> bool:
+    """Whether a time signature in use could make a measure this long: a whole number of
+    eighths (7/8, 5/8; sixteenth metres are too rare to count)."""
+    return abs(length * 2 - round(length * 2)) < EPS
 
 
 def fits(length: float, ts: sem.TimeSignature) -> bool:
@@ -244,7 +281,7 @@ def complete_measures(symbols: list, unmetred: bool = False
     return found
 
 
-def _length(tokens: list[str]) -> float:
+def measure_length(tokens: list[str]) -> float:
     """Quarter notes from a measure's first onset to where its last sound ends: by the time rule
     (omr.semantic), so a chord counts once and two voices side by side count once."""
     return sem.layout(tokens).length
@@ -260,7 +297,7 @@ def _fix_time_signature(out: list[str], symbols: list, alts, i: int, min_measure
     end = next((j for j in range(i + 1, len(symbols)) if isinstance(symbols[j], sem.TimeSignature)),
                len(symbols))
     region = out[i:end]
-    lengths = [_length(region[a:b]) for a, b, _ in complete_measures(symbols[i:end])]
+    lengths = [measure_length(region[a:b]) for a, b, _ in complete_measures(symbols[i:end])]
 
     def fit(ts: sem.TimeSignature) -> int:
         return sum(fits(x, ts) for x in lengths)
@@ -290,7 +327,7 @@ def _fix_duration(out: list[str], symbols: list, alts, start: int, end: int, exp
     if any(isinstance(s, sem.Join) for s in symbols[start:end]):
         picks = _one_change(out, options, start, end, expected)
     else:
-        picks = _cheapest_changes(options, expected - _length(out[start:end]), max_changes)
+        picks = _cheapest_changes(options, expected - measure_length(out[start:end]), max_changes)
     for j, token, symbol in picks:
         out[j], symbols[j] = token, symbol
 
@@ -338,7 +375,7 @@ def _one_change(out: list[str], options, start: int, end: int,
         for cost, token, r in mine:
             trial = out[start:end]
             trial[j - start] = token
-            if abs(_length(trial) - expected) < EPS and (choice is None or cost < choice[0]):
+            if abs(measure_length(trial) - expected) < EPS and (choice is None or cost < choice[0]):
                 choice = (cost, j, token, r)
     return [choice[1:]] if choice else []
 

@@ -169,20 +169,22 @@ def look_shifts(opt: DecodeOptions, height: int) -> tuple[int, ...]:
 
 
 def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
-                    opt: DecodeOptions | None = None) -> Decoded:
+                    opt: DecodeOptions | None = None, page_length: float | None = None) -> Decoded:
     """A reading as the CTC's Decoded, its durations checked against the staff's metre as the
     CTC's are (omr.decode.fix_metre), the notes after a clef change that it read through the
     staff's first clef moved and the clef changes it doubts dropped (omr.clef.after_changes),
     its notes' alterations held to their key and measure where it was unsure of them
-    (omr.accidentals); the clef's confidence is its rhythm's probability."""
+    (omr.accidentals); the clef's confidence is its rhythm's probability. `page_length` as
+    fix_metre takes it."""
     opt = opt or DecodeOptions()
     read = reading.tokens(vocab)
-    tokens = read
+    tokens, remetre = read, None
     if opt.metre and read:
         alts = reading.runner_ups(vocab, opt.alternatives, opt.max_cost)
         if len(alts) == len(read):  # greedy never drops a token; a reading that did is left be
             tokens = fix_metre(read, alts, opt.min_measures, opt.max_duration_cost,
-                               opt.max_changes, opt.unmetred)
+                               opt.max_changes, opt.unmetred, page_length)
+            remetre = lambda n: decoded_reading(reading, vocab, opt, n).tokens
     if opt.max_lift_cost > 0 and reading.lift_logprobs is not None:
         tokens = fix_accidentals(tokens, reading.lift_costs(vocab), opt.max_lift_cost)
     changed = sum(a != b for a, b in zip(read, tokens))
@@ -194,7 +196,8 @@ def decoded_reading(reading: ar.Reading, vocab: FactorVocabulary,
         if token.startswith("clef-"):
             clef, confidence = token, p
             break
-    return Decoded(tokens, float(np.exp(reading.logprob)), changed, clef, confidence)
+    return Decoded(tokens, float(np.exp(reading.logprob)), changed, clef, confidence,
+                   remetre=remetre)
 
 
 def _session(path: Path, device: str, threads: int | None):

@@ -40,6 +40,7 @@ from . import image as img
 from . import semantic
 from .clef import PATCH, SOUNDING, reread_doubtful
 from .decode import CLEF_DOUBT, Decoded, DecodeOptions
+from .page_metre import hold_to_page
 from .parts import Arrangement, arrange, shared_rests
 from .readers import (
     AUTO,
@@ -186,6 +187,8 @@ class Recognizer:
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
         reads, models = self._read_staves(crops, shared_system(systems))
+        if self.decoding.page_metre:
+            reads = hold_to_page(reads, systems)
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
         staves = []

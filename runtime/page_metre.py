@@ -1,0 +1,89 @@
+"""A page's later systems keep the metre its first system prints.
+
+A page prints its time signature on its first system and again only where the metre changes,
+so the staves of the later systems carry none. The metre check (omr.decode.fix_metre) then
+holds each of them to the length most of its own measures have, and leaves a staff alone where
+they do not agree: two misread measures of four, and a staff of sixteenths read as
+thirty-seconds in two of them stays short. Here each staff that prints no signature gets the
+measure length of the last signature read above it in its part (its place in its system: the
+right hand's staff follows the right hand's), as the measures read under that signature back
+it, and its reading is checked again against that length (`Decoded.remetre`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+from . import semantic as sem
+from .decode import EPS, Decoded, complete_measures, fits, measure_length
+
+
+def page_lengths(staves: Sequence[Sequence[str]], systems: Sequence[int],
+                 min_measures: int = 2) -> list[float | None]:
+    """For each staff (tokens, top to bottom) that prints no time signature, the measure length
+    set by the last signature read above it in its part: the commonest length the signature
+    allows among the complete measures read under it on the page, later systems included,
+    where at least `min_measures` of them hold it (C allows 4 and 8 quarters; a misread
+    signature fits no measure). None elsewhere."""
+    metres: list[tuple[sem.TimeSignature, Counter]] = []  # a signature's reign down its part
+    current: dict[int, int] = {}  # the reign in force in each part
+    reigns: list[int | None] = []  # each staff's, where it prints no signature
+    for tokens, place in zip(staves, _places(systems)):
+        symbols = [sem.parse_token(t) for t in tokens]
+        for a, b, sig in complete_measures(symbols, unmetred=True):
+            _follow(metres, current, place, sig)
+            if place in current:
+                ts, held = metres[current[place]]
+                length = measure_length(tokens[a:b])
+                if fits(length, ts):
+                    held[round(length, 6)] += 1
+        signs = [s for s in symbols if isinstance(s, sem.TimeSignature)]
+        if signs:
+            _follow(metres, current, place, signs[-1])
+        reigns.append(None if signs else current.get(place))
+    out: list[float | None] = []
+    for reign in reigns:
+        usual = metres[reign][1].most_common(1) if reign is not None else []
+        out.append(usual[0][0] if usual and usual[0][1] >= min_measures else None)
+    return out
+
+
+def _follow(metres: list, current: dict[int, int], place: int,
+            sig: sem.TimeSignature | None) -> None:
+    """A signature other than the one in force in part `place` starts a new reign there."""
+    if sig is not None and (place not in current or metres[current[place]][0] != sig):
+        metres.append((sig, Counter()))
+        current[place] = len(metres) - 1
+
+
+def hold_to_page(reads: list[Decoded], systems: Sequence[int]) -> list[Decoded]:
+    """`reads`, each staff that prints no time signature checked again against its page's
+    measure length (page_lengths), where its reading can be."""
+    lengths = page_lengths([r.tokens for r in reads], systems)
+    out = list(reads)
+    for k, (read, length) in enumerate(zip(reads, lengths)):
+        if length is not None and read.remetre is not None and _off(read.tokens, length):
+            tokens = read.remetre(length)
+            if tokens != read.tokens:
+                out[k] = replace(read, tokens=tokens, corrections=read.corrections + sum(
+                    a != b for a, b in zip(read.tokens, tokens)))
+    return out
+
+
+def _off(tokens: Sequence[str], length: float) -> bool:
+    """Whether a complete measure of the staff is not `length` long (else nothing to mend)."""
+    symbols = [sem.parse_token(t) for t in tokens]
+    return any(abs(measure_length(tokens[a:b]) - length) >= EPS
+               for a, b, _ in complete_measures(symbols, unmetred=True))
+
+
+def _places(systems: Sequence[int]) -> list[int]:
+    """Each staff's place in its system, from the top."""
+    seen: Counter = Counter()
+    out = []
+    for s in systems:
+        out.append(seen[s])
+        seen[s] += 1
+    return out
