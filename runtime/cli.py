@@ -47,8 +47,8 @@ def _warn(message: str) -> None:
 @click.option("--staff", is_flag=True, help="Each input is a single-staff crop.")
 @click.option("--model", "model", default=None,
               help="crnn, tromr or an ONNX file (default: TrOMR for the staves of a system of "
-                   "two or more and where it reads chords or a clef change, the CRNN for the "
-                   "other staves).")
+                   "two and where it reads chords or a clef change, the CRNN for the other "
+                   "staves).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--preview", default=None, help="PNG with the detected staves and tokens drawn.")
 @click.option("--tempo", type=click.FloatRange(1, 1000), default=100.0, show_default=True,

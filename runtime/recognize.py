@@ -4,11 +4,15 @@ Which model reads (the CRNN's CTC or TrOMR's autoregressive decoding) is the mod
 business (omr.readers, from its metadata); the model contracts are in omr.readers,
 omr.decode and omr.autoregressive, and export/ produces exactly them.
 
-By default a staff keeps TrOMR's reading where it shares its system with another staff (a
-grand staff; a choir's or a band's is taken alike, unmeasured), or where TrOMR reads a chord or
-a clef change inside it;
-elsewhere, a staff alone in its system, the CRNN's: the CRNN reads a melody better, and cannot
-read a chord at all, nor a clef change (its melodies never had one). On the held-out
+By default a staff keeps TrOMR's reading where it is one of a system of two (a grand staff:
+a piano's, a hymn's), or where TrOMR reads a chord or a clef change inside it; elsewhere, a
+staff alone in its system or one of three or more (a choir's, a quartet's, a band's), the
+CRNN's: the CRNN reads a melody better, and cannot read a chord at all, nor a clef change (its
+melodies never had one). On engraved photographed pages of melodies in systems of one to four
+(data/pages/test; data/scratch/pages_by_size.py, outside git), the staves where TrOMR reads no
+chord read 3.30 % SER with the CRNN and 5.18 % with TrOMR in systems of three (45 staves),
+10.75 and 17.03 % in systems of four (60), 9.32 and 11.71 % in systems of two (97); a piano's
+grand staff is another matter (below), and a two-staff system is most often one. On the held-out
 polyphonic test (benchmarks/bench_chord_reader.py, TrOMR step 37,000 with its second look),
 the staves of two-staff systems where TrOMR reads no chord read 1.38 % SER with TrOMR and
 3.70 % with the CRNN (photographed 2.02 and 7.48 %), while single-staff ones read 1.01 and
@@ -16,7 +20,7 @@ the staves of two-staff systems where TrOMR reads no chord read 1.38 % SER with 
 print one and on none of the others, and on 1 of 740 clean melody staves (camera-primus,
 cc-staves, the synthetic test) and 4 of 600 photographed synthetic ones; a clef change inside a
 melody staff once, on camera-primus distorted. TrOMR's second look (omr.second_look) is taken
-only where its reading is kept: a lone staff's where its first reading shows a chord or a clef
+only where its reading is kept: off a pair, where its first reading shows a chord or a clef
 change, and the staff stays TrOMR's only if the chord or change is still there after it.
 Tried and dropped: keeping whichever reading's measures add up better (the metre check's
 measure lengths): ahead on polyphonic staves (4.23 against 4.53 % SER), behind on
@@ -128,8 +132,8 @@ class Recognizer:
     """Loads the models once; `read` turns an image file into a Score.
 
     `model_path`: an ONNX file, or "crnn" / "tromr" for that model packaged in runtime/models,
-    or None / "auto": the packaged TrOMR (or `chord_model`) for the staves of systems of two or
-    more and for those where it reads chords or clef changes, the packaged CRNN for the others
+    or None / "auto": the packaged TrOMR (or `chord_model`) for the staves of systems of two
+    and for those where it reads chords or clef changes, the packaged CRNN for the others
     (the CRNN alone where TrOMR is not installed)."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "cpu",
@@ -186,7 +190,7 @@ class Recognizer:
             systems = [staff.system for staff in found]
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        reads, models = self._read_staves(crops, shared_system(systems))
+        reads, models = self._read_staves(crops, grand_staff(systems))
         if self.decoding.page_metre:
             reads = hold_to_page(reads, systems)
         timings["recognize"] = time.perf_counter() - clock
@@ -204,34 +208,34 @@ class Recognizer:
         return Score(tuple(staves), (gray.shape[1], gray.shape[0]), timings)
 
     def decode(self, crops: Sequence[np.ndarray],
-               shared: Sequence[bool] | None = None) -> list[Decoded]:
-        """Each crop's tokens (crops at self.info's height and staff fraction); `shared`: whether
-        each staff shares its system with another (None: none does)."""
-        return self._read_staves(crops, shared)[0]
+               paired: Sequence[bool] | None = None) -> list[Decoded]:
+        """Each crop's tokens (crops at self.info's height and staff fraction); `paired`: whether
+        each staff is one of a system of two (grand_staff; None: none is)."""
+        return self._read_staves(crops, paired)[0]
 
-    def _read_staves(self, crops: Sequence[np.ndarray], shared: Sequence[bool] | None = None
+    def _read_staves(self, crops: Sequence[np.ndarray], paired: Sequence[bool] | None = None
                      ) -> tuple[list[Decoded], list[str]]:
         """Each crop's reading and the name of the model it is from: the chord reader's where
-        the staff shares its system or the reading shows what the main reader cannot
+        the staff is one of a pair or the reading shows what the main reader cannot
         (needs_chord_reader), the main reader's elsewhere. The main reader reads only those."""
         if self.chord_reader is None:
             reads = self._read(self.reader, crops)
             return reads, [self.info.name] * len(reads)
         height = self.chord_reader.info.input_height
         tall = [_at_height(c, height) for c in crops]
-        shared = shared or [False] * len(crops)
-        # A second look costs a staff two more readings: only where this reading is kept. A
-        # lone staff's is kept only where it shows a chord or a clef change, and then it gets
-        # its second look (and keeps it if the chord stays).
-        reads = self._read(self.chord_reader, tall, shared)
+        paired = paired or [False] * len(crops)
+        # A second look costs a staff two more readings: only where this reading is kept. Off
+        # a pair, it is kept only where it shows a chord or a clef change, and then it gets its
+        # second look (and keeps it if the chord stays).
+        reads = self._read(self.chord_reader, tall, paired)
         lone = [k for k, read in enumerate(reads)
-                if not shared[k] and needs_chord_reader(read.tokens)]
+                if not paired[k] and needs_chord_reader(read.tokens)]
         if lone:
             for k, read in zip(lone, self._read(self.chord_reader, [tall[k] for k in lone])):
                 reads[k] = read
         models = [self.chord_reader.info.name] * len(reads)
         rest = [k for k, read in enumerate(reads)
-                if not (shared[k] or needs_chord_reader(read.tokens))]
+                if not (paired[k] or needs_chord_reader(read.tokens))]
         if rest:
             for k, read in zip(rest, self._read(self.reader, [crops[k] for k in rest])):
                 reads[k], models[k] = read, self.info.name
@@ -255,10 +259,12 @@ def needs_chord_reader(tokens: Sequence[str]) -> bool:
     return any(t.startswith("clef-") for t in tokens[first:])
 
 
-def shared_system(systems: Sequence[int]) -> list[bool]:
-    """Whether each staff's system (its number) holds another staff."""
+def grand_staff(systems: Sequence[int]) -> list[bool]:
+    """Whether each staff's system (its number) is a pair of staves: a grand staff, most often,
+    whose staves TrOMR reads better even where they hold no chord. Three or more are a choir's,
+    a quartet's or a band's, melodies most often, which the CRNN reads better."""
     sizes = Counter(systems)
-    return [sizes[s] > 1 for s in systems]
+    return [sizes[s] == 2 for s in systems]
 
 
 def _shared_rests(staves: list[list[str]], systems: Sequence[int]) -> list[list[str]]:

@@ -164,16 +164,33 @@ def test_by_default_a_grand_staff_is_tromrs_reading_and_a_melody_the_crnns():
 
 
 @pytest.mark.skipif(not (MODEL.parent / "tromr.onnx").exists(), reason="no packaged TrOMR")
-def test_a_melody_staff_sharing_its_system_is_tromrs_reading():
+def test_a_melody_staff_of_a_two_staff_system_is_tromrs_reading():
     from omr import Recognizer
-    from omr.recognize import shared_system
+    from omr.recognize import grand_staff
 
-    assert shared_system([0, 0, 1, 2, 2, 2]) == [True, True, False, True, True, True]
+    # A pair is a grand staff, most often; three or more a choir's or a band's (melodies).
+    assert grand_staff([0, 0, 1, 2, 2, 2]) == [True, True, False, False, False, False]
     rec = Recognizer()
     crop = _melody_crop(rec)
     alone, shared = rec.decode([crop, crop], [False, True])
     assert alone.tokens == Recognizer("crnn").decode([crop])[0].tokens
     assert shared.tokens == Recognizer("tromr").decode([crop])[0].tokens
+
+
+@pytest.mark.skipif(not (MODEL.parent / "tromr.onnx").exists(), reason="no packaged TrOMR")
+def test_by_default_a_quartets_single_lines_are_the_crnns_reading():
+    import numpy as np
+    from omr import Recognizer
+    from omr_train.synth.layout import PageLayout, engrave_page
+
+    layout = PageLayout(width_px=1654, system_size=4, systems=1, measures=3,
+                        clef_set=("G2", "G2", "C3", "F4"), title=False)
+    page, _, _ = engrave_page(layout, np.random.default_rng(3))
+    score = Recognizer().read_array(page)
+    assert [s.system for s in score.staves] == [0, 0, 0, 0]
+    assert {s.model for s in score.staves} == {"crnn-lite-tall"}
+    assert [s.tokens for s in score.staves] == \
+        [s.tokens for s in Recognizer("crnn").read_array(page).staves]
 
 
 def test_without_tromr_installed_the_default_is_the_crnn_alone(monkeypatch, tmp_path):

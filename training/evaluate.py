@@ -84,7 +84,7 @@ class _OnnxModel:
         self.height, self.fraction = self.rec.info.input_height, self.rec.info.staff_fraction
 
     def decode(self, crops: list[np.ndarray], shared=None) -> list[Decoded]:
-        return self.rec.decode(crops, shared)  # the default reads a shared system's with TrOMR
+        return self.rec.decode(crops, shared)  # the default reads a grand staff's with TrOMR
 
 
 class _TrOMRTorchModel:
@@ -257,7 +257,7 @@ def evaluate(model, samples: list[Sample], synthetic: bool, opt: EvalOptions,
         chunk = samples[k:k + opt.batch_size]
         crops = [model_view(s, model.height, synthetic, opt, k + j, model.fraction)
                  for j, s in enumerate(chunk)]
-        shared = [system_size(s) > 1 for s in chunk]
+        shared = [system_size(s) == 2 for s in chunk]  # as omr.recognize.grand_staff
         for s, share, read in zip(chunk, shared, model.decode(crops, shared)):
             pred = read.tokens
             edits, tokens = staff_edits(pred, s.tokens, opt.drop_tie)
