@@ -191,10 +191,10 @@ class Recognizer:
             timings["prepare"] = time.perf_counter() - clock
         clock = time.perf_counter()
         reads, models = self._read_staves(crops, grand_staff(systems))
-        if self.decoding.page_metre:
-            reads = hold_to_page(reads, systems)
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
+        if self.decoding.page_metre:
+            reads = hold_to_page(reads, systems)
         staves = []
         settled = _shared_rests([semantic.repair(r.tokens, open_end=True) for r in reads], systems)
         for k, (box, read, tokens, system, model) in enumerate(
