@@ -2,7 +2,8 @@
 
 A PDF's pages become one Score: the pages' staves in page order, each page's system numbers
 offset past the previous page's, so that every MIDI and MusicXML writer reads a multi-page
-score as one piece whose systems stay distinct. A page with no staff (a title page, a blank
+score as one piece whose systems stay distinct; the later pages, which print no time
+signature, keep the earlier pages' (omr.page_metre). A page with no staff (a title page, a blank
 verso) is skipped with a warning; a PDF none of whose pages has a staff is an error.
 """
 
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import image as img
 from . import pdf
+from .page_metre import Metres
 
 if TYPE_CHECKING:
     from .recognize import Recognizer, Score
@@ -90,7 +92,7 @@ def _read_pdf(recognizer: Recognizer, name: str, data: bytes, single_staff: bool
               pages: str | None, preview: Path | None) -> Document:
     from .staves import StaffError
 
-    read = []
+    read, metres = [], Metres()
     clock = time.perf_counter()
     for page in pdf.render_pages(data, pages):
         label = f"{name}#page={page.number}"
@@ -98,7 +100,8 @@ def _read_pdf(recognizer: Recognizer, name: str, data: bytes, single_staff: bool
             read.append(Page(label, None, page.error))
             continue
         shown = preview.with_name(f"{preview.stem}-p{page.number}.png") if preview else None
-        done = _read_page(recognizer, label, page.gray, single_staff, clock, shown, strict=False)
+        done = _read_page(recognizer, label, page.gray, single_staff, clock, shown, strict=False,
+                          metres=metres)
         if done.score is not None:  # each staff says which page its box is on
             done = replace(done, score=replace(done.score, staves=tuple(
                 replace(s, page=page.number) for s in done.score.staves)))
@@ -113,15 +116,16 @@ def _read_pdf(recognizer: Recognizer, name: str, data: bytes, single_staff: bool
 
 
 def _read_page(recognizer: Recognizer, label: str, gray, single_staff: bool, clock: float,
-               preview: Path | None, strict: bool) -> Page:
-    """One page read; unless `strict`, a page that is blank or has no staff is skipped."""
+               preview: Path | None, strict: bool, metres: Metres | None = None) -> Page:
+    """One page read; unless `strict`, a page that is blank or has no staff is skipped.
+    `metres`: the document's time signatures so far (Recognizer.read_array)."""
     from .staves import StaffError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             score = recognizer.read_array(gray, single_staff,
-                                          {"load": time.perf_counter() - clock})
+                                          {"load": time.perf_counter() - clock}, metres)
         except (img.ImageError, StaffError) as err:
             if strict:
                 raise

@@ -7,28 +7,41 @@ they do not agree: two misread measures of four, and a staff of sixteenths read 
 thirty-seconds in two of them stays short. Here each staff that prints no signature gets the
 measure length of the last signature read above it in its part (its place in its system: the
 right hand's staff follows the right hand's), as the measures read under that signature back
-it, and its reading is checked again against that length (`Decoded.remetre`).
+it, and its reading is checked again against that length (`Decoded.remetre`). A PDF's later
+pages print none either: the signatures in force, and the measures read under them, are
+carried from page to page (`Metres`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from . import semantic as sem
 from .decode import EPS, Decoded, complete_measures, fits, measure_length
 
 
+@dataclass
+class Metres:
+    """The time signatures read so far down each part (a staff's place in its system), each
+    with the lengths of the complete measures read under it: what a document's later pages
+    keep from its earlier ones."""
+
+    reigns: list[tuple[sem.TimeSignature, Counter]] = field(default_factory=list)
+    current: dict[int, int] = field(default_factory=dict)  # each part's reign in force
+
+
 def page_lengths(staves: Sequence[Sequence[str]], systems: Sequence[int],
-                 min_measures: int = 2) -> list[float | None]:
+                 min_measures: int = 2, carried: Metres | None = None) -> list[float | None]:
     """For each staff (tokens, top to bottom) that prints no time signature, the measure length
     set by the last signature read above it in its part: the commonest length the signature
-    allows among the complete measures read under it on the page, later systems included,
+    allows among the complete measures read under it, the page's later systems included,
     where at least `min_measures` of them hold it (C allows 4 and 8 quarters; a misread
-    signature fits no measure). None elsewhere."""
-    metres: list[tuple[sem.TimeSignature, Counter]] = []  # a signature's reign down its part
-    current: dict[int, int] = {}  # the reign in force in each part
+    signature fits no measure). None elsewhere. `carried`: what the document's earlier pages
+    read, brought up to date with this page's."""
+    state = carried if carried is not None else Metres()
+    metres, current = state.reigns, state.current
     reigns: list[int | None] = []  # each staff's, where it prints no signature
     for tokens, place in zip(staves, _places(systems)):
         symbols = [sem.parse_token(t) for t in tokens]
@@ -58,10 +71,11 @@ def _follow(metres: list, current: dict[int, int], place: int,
         current[place] = len(metres) - 1
 
 
-def hold_to_page(reads: list[Decoded], systems: Sequence[int]) -> list[Decoded]:
+def hold_to_page(reads: list[Decoded], systems: Sequence[int],
+                 carried: Metres | None = None) -> list[Decoded]:
     """`reads`, each staff that prints no time signature checked again against its page's
-    measure length (page_lengths), where its reading can be."""
-    lengths = page_lengths([r.tokens for r in reads], systems)
+    measure length (page_lengths, `carried` as it takes it), where its reading can be."""
+    lengths = page_lengths([r.tokens for r in reads], systems, carried=carried)
     out = list(reads)
     for k, (read, length) in enumerate(zip(reads, lengths)):
         if length is not None and read.remetre is not None and _off(read.tokens, length):

@@ -44,7 +44,7 @@ from . import image as img
 from . import semantic
 from .clef import PATCH, SOUNDING, reread_doubtful
 from .decode import CLEF_DOUBT, Decoded, DecodeOptions
-from .page_metre import hold_to_page
+from .page_metre import Metres, hold_to_page
 from .parts import Arrangement, arrange, shared_rests
 from .readers import (
     AUTO,
@@ -164,7 +164,11 @@ class Recognizer:
         return self.read_array(gray, single_staff, {"load": time.perf_counter() - clock})
 
     def read_array(self, gray: np.ndarray, single_staff: bool = False,
-                   timings: dict[str, float] | None = None) -> Score:
+                   timings: dict[str, float] | None = None,
+                   metres: Metres | None = None) -> Score:
+        """Recognise every staff of a page (or the one staff of a crop). `metres`: the time
+        signatures a document's earlier pages read, for the staves of this one that print
+        none (omr.page_metre), brought up to date with this page's."""
         from . import staves as st
 
         timings = dict(timings or {})
@@ -194,7 +198,7 @@ class Recognizer:
         timings["recognize"] = time.perf_counter() - clock
         clock = time.perf_counter()
         if self.decoding.page_metre:
-            reads = hold_to_page(reads, systems)
+            reads = hold_to_page(reads, systems, metres)
         staves = []
         settled = _shared_rests([semantic.repair(r.tokens, open_end=True) for r in reads], systems)
         for k, (box, read, tokens, system, model) in enumerate(

@@ -114,3 +114,33 @@ def test_a_tromr_reading_is_held_to_the_pages_length_from_its_rhythm_runner_ups(
     alone = decoded_reading(reading, vocab)
     assert alone.tokens == read
     assert alone.remetre(4.0) == later(RUN, RUN, RUN, RUN)
+
+
+def test_a_later_page_keeps_the_metre_of_the_earlier_ones():
+    from omr.page_metre import Metres
+
+    carried = Metres()
+    assert page_lengths([first_system(), first_system("timeSignature-3/4")], [0, 0],
+                        carried=carried) == [None, None]
+    # A PDF's next page prints no signature: the upper part keeps C's four quarters.
+    assert page_lengths([later(RUN), later(RUN)], [0, 0], carried=carried) == [4.0, None]
+    assert page_lengths([later(RUN), later(RUN)], [0, 0]) == [None, None]
+
+
+def test_reading_a_page_brings_the_documents_metres_up_to_date():
+    from pathlib import Path
+
+    import cv2
+    import pytest
+    from omr.page_metre import Metres
+
+    page = Path(__file__).parents[1] / "runtime" / "examples" / "engraved-page.png"
+    model = page.parents[1] / "models" / "crnn.onnx"
+    if not model.exists():
+        pytest.skip("no packaged model")
+    from omr import Recognizer
+
+    metres = Metres()
+    Recognizer("crnn").read_array(cv2.imread(str(page), cv2.IMREAD_GRAYSCALE), metres=metres)
+    signature, held = metres.reigns[metres.current[0]]
+    assert held.most_common(1)[0][0] == signature.measure and held.most_common(1)[0][1] >= 2
