@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -50,14 +50,16 @@ class ModelInfo:
     family: str = "crnn"
 
 
+Look = Callable[[int, list[str]], bool]
+
+
 class Reader(Protocol):
     info: ModelInfo
 
-    def read(self, crops: Sequence[np.ndarray],
-             look: Sequence[bool] | None = None) -> list[Decoded]:
+    def read(self, crops: Sequence[np.ndarray], look: Look | None = None) -> list[Decoded]:
         """Each crop's tokens (uint8 gray at the model's input height, paper white). `look`
-        marks the staves a reader may look at again where it doubts its reading
-        (omr.second_look; None: all of them)."""
+        says, from a staff's index and the tokens first read there, whether the reader may look
+        at it again where it doubts its reading (omr.second_look; None: every staff)."""
         ...
 
 
@@ -98,8 +100,7 @@ class CTCReader:
         if "image" not in names[0] or "log_probs" not in names[1]:
             raise ModelError(f"model {path} must have input 'image' and output 'log_probs'")
 
-    def read(self, crops: Sequence[np.ndarray],
-             look: Sequence[bool] | None = None) -> list[Decoded]:
+    def read(self, crops: Sequence[np.ndarray], look: Look | None = None) -> list[Decoded]:
         log_probs, lengths = self.run(crops)  # the CTC takes no second look
         return [decode(lp[:n], self.info.vocab, self.decoding) for lp, n in zip(log_probs, lengths)]
 
@@ -144,15 +145,15 @@ class AutoregressiveReader:
         self.options = options or ar.DecodingOptions()
         self.decoding = decoding or DecodeOptions()
 
-    def read(self, crops: Sequence[np.ndarray],
-             look: Sequence[bool] | None = None) -> list[Decoded]:
+    def read(self, crops: Sequence[np.ndarray], look: Look | None = None) -> list[Decoded]:
         return [decoded_reading(r, self.seq2seq.vocab, self.decoding)
                 for r in self.readings(crops, look)]
 
-    def readings(self, crops: Sequence[np.ndarray],
-                 look: Sequence[bool] | None = None) -> list[ar.Reading]:
+    def readings(self, crops: Sequence[np.ndarray], look: Look | None = None) -> list[ar.Reading]:
+        vocab = self.seq2seq.vocab
+        allowed = None if look is None else (lambda k, r: look(k, r.tokens(vocab)))
         return second_look(self.greedy, crops, self.decoding.second_look_below,
-                           look_shifts(self.decoding, self.info.input_height), look)
+                           look_shifts(self.decoding, self.info.input_height), allowed)
 
     def greedy(self, crops: Sequence[np.ndarray]) -> list[ar.Reading]:
         images, widths = ar.batch(crops, self.info.width_stride, self.max_width)

@@ -50,6 +50,7 @@ from .readers import (
     AUTO,
     CHORD_MODEL,
     DEFAULT_MODEL,
+    Look,
     ModelError,
     ModelInfo,
     Reader,
@@ -228,25 +229,22 @@ class Recognizer:
         height = self.chord_reader.info.input_height
         tall = [_at_height(c, height) for c in crops]
         paired = paired or [False] * len(crops)
-        # A second look costs a staff two more readings: only where this reading is kept. Off
-        # a pair, it is kept only where it shows a chord or a clef change, and then it gets its
-        # second look (and keeps it if the chord stays).
-        reads = self._read(self.chord_reader, tall, paired)
-        lone = [k for k, read in enumerate(reads)
-                if not paired[k] and needs_chord_reader(read.tokens)]
-        if lone:
-            for k, read in zip(lone, self._read(self.chord_reader, [tall[k] for k in lone])):
-                reads[k] = read
+
+        def kept(k: int, tokens: Sequence[str]) -> bool:
+            return paired[k] or needs_chord_reader(tokens)
+
+        # A second look costs a staff two more readings: only where this reading is kept (a
+        # staff off a pair keeps it only if the chord or clef change is still there after).
+        reads = self._read(self.chord_reader, tall, kept)
         models = [self.chord_reader.info.name] * len(reads)
-        rest = [k for k, read in enumerate(reads)
-                if not (paired[k] or needs_chord_reader(read.tokens))]
+        rest = [k for k, read in enumerate(reads) if not kept(k, read.tokens)]
         if rest:
             for k, read in zip(rest, self._read(self.reader, [crops[k] for k in rest])):
                 reads[k], models[k] = read, self.info.name
         return reads, models
 
     def _read(self, reader: Reader, crops: Sequence[np.ndarray],
-              look: Sequence[bool] | None = None) -> list[Decoded]:
+              look: Look | None = None) -> list[Decoded]:
         """A reader's tokens; a staff whose clef is doubtful is read again (omr.clef)."""
         reads = reader.read(crops, look)
         if not self.decoding.paint_clef:

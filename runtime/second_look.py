@@ -32,14 +32,14 @@ def shifted(crop: np.ndarray, dy: int) -> np.ndarray:
 
 def second_look(read: Callable[[Sequence[np.ndarray]], list[Reading]],
                 crops: Sequence[np.ndarray], below: float, shifts: Sequence[int],
-                look: Sequence[bool] | None = None) -> list[Reading]:
+                look: Callable[[int, Reading], bool] | None = None) -> list[Reading]:
     """`read`'s readings of the crops; for each one whose mean log-probability per token is
-    under `below` (of those `look` marks; None: all), the likeliest of it and its readings
-    shifted by each of `shifts` rows. The shifted crops of all doubtful staves are read as one
-    batch."""
+    under `below` (and that `look` allows, given its index and first reading; None: all), the
+    likeliest of it and its readings shifted by each of `shifts` rows. The shifted crops of all
+    doubtful staves are read as one batch."""
     first = read(crops)
     doubtful = [k for k, r in enumerate(first)
-                if r.logprob < below and (look is None or look[k])]
+                if r.logprob < below and (look is None or look(k, r))]
     if not doubtful or not shifts:
         return first
     again = read([shifted(crops[k], dy) for dy in shifts for k in doubtful])
