@@ -33,6 +33,14 @@ EPS = 1e-6
 # cannot see: 178 of the 254 read wrong where the staff's start is damaged (`--damaged-start
 # 1`; 160 at 0.9).
 CLEF_DOUBT = 0.93
+# On its page's word alone (omr.page_metre), a measure is held to the page's length only when
+# it is read within this share of it: one read further off has lost notes or a barline. An
+# eighth did as well on SER and a little worse on note F1 (engraved photographed test pages by
+# default 8.11 against 8.08 %, 70.2 against 70.3 %; those pages cut in two 7.50 against 7.55 %,
+# 73.3 against 73.4 %; held-out polyphonic staves printing no signature, TrOMR, F1 0.1-0.5
+# points lower; data/scratch/reach.py, outside git). No limit made a real page's last measure,
+# read 8.75 quarters long, fit four with thirty-seconds.
+PAGE_REACH = 1 / 4
 
 
 @dataclass(frozen=True)
@@ -229,7 +237,7 @@ def _measures_to_mend(out: list[str], measures: list, min_measures: int,
         if other < min_measures or other <= agree:
             own = agree >= max(min_measures, len(lengths) - agree + 1)
             return [(a, b, page) for (a, b, _), x in zip(measures, lengths)
-                    if abs(x - page) >= EPS and (own or abs(x - page) <= page / 4 + EPS)]
+                    if abs(x - page) >= EPS and (own or abs(x - page) <= page * PAGE_REACH + EPS)]
     fitting = [x for x, (_, _, ts) in zip(lengths, measures) if not metred or fits(x, ts)]
     if not fitting:
         return []
