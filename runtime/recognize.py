@@ -9,7 +9,7 @@ a piano's, a hymn's), or where TrOMR reads a chord or a clef change inside it; e
 staff alone in its system or one of three or more (a choir's, a quartet's, a band's), the
 CRNN's: the CRNN reads a melody better, and cannot read a chord at all, nor a clef change (its
 melodies never had one). On engraved photographed pages of melodies in systems of one to four
-(data/pages/test; data/scratch/pages_by_size.py, outside git), the staves where TrOMR reads no
+(benchmarks/bench_pages.py, on data/pages/test), the staves where TrOMR reads no
 chord read 3.30 % SER with the CRNN and 5.18 % with TrOMR in systems of three (45 staves),
 10.75 and 17.03 % in systems of four (60), 9.32 and 11.71 % in systems of two (97); a piano's
 grand staff is another matter (below), and a two-staff system is most often one. On the held-out
