@@ -40,16 +40,25 @@ def page_lengths(staves: Sequence[Sequence[str]], systems: Sequence[int],
     where at least `min_measures` of them hold it (C allows 4 and 8 quarters; a misread
     signature fits no measure). None elsewhere. `carried`: what the document's earlier pages
     read, brought up to date with this page's."""
+    return _read_page(staves, systems, min_measures, carried)[0]
+
+
+def _read_page(staves: Sequence[Sequence[str]], systems: Sequence[int], min_measures: int = 2,
+               carried: Metres | None = None) -> tuple[list[float | None], list[list[float]]]:
+    """page_lengths, and each staff's complete measures' lengths (each staff parsed once)."""
     state = carried if carried is not None else Metres()
     metres, current = state.reigns, state.current
     reigns: list[int | None] = []  # each staff's, where it prints no signature
+    read: list[list[float]] = []
     for tokens, place in zip(staves, _places(systems)):
         symbols = [sem.parse_token(t) for t in tokens]
+        read.append([])
         for a, b, sig in complete_measures(symbols, unmetred=True):
             _follow(metres, current, place, sig)
+            length = measure_length(tokens[a:b])
+            read[-1].append(length)
             if place in current:
                 ts, held = metres[current[place]]
-                length = measure_length(tokens[a:b])
                 if fits(length, ts):
                     held[round(length, 6)] += 1
         signs = [s for s in symbols if isinstance(s, sem.TimeSignature)]
@@ -60,7 +69,7 @@ def page_lengths(staves: Sequence[Sequence[str]], systems: Sequence[int],
     for reign in reigns:
         usual = metres[reign][1].most_common(1) if reign is not None else []
         out.append(usual[0][0] if usual and usual[0][1] >= min_measures else None)
-    return out
+    return out, read
 
 
 def _follow(metres: list, current: dict[int, int], place: int,
@@ -75,22 +84,17 @@ def hold_to_page(reads: list[Decoded], systems: Sequence[int],
                  carried: Metres | None = None) -> list[Decoded]:
     """`reads`, each staff that prints no time signature checked again against its page's
     measure length (page_lengths, `carried` as it takes it), where its reading can be."""
-    lengths = page_lengths([r.tokens for r in reads], systems, carried=carried)
+    lengths, measures = _read_page([r.tokens for r in reads], systems, carried=carried)
     out = list(reads)
     for k, (read, length) in enumerate(zip(reads, lengths)):
-        if length is not None and read.remetre is not None and _off(read.tokens, length):
+        # Only a staff with a measure off the length has anything to mend.
+        if length is not None and read.remetre is not None and \
+                any(abs(x - length) >= EPS for x in measures[k]):
             tokens = read.remetre(length)
             if tokens != read.tokens:
                 out[k] = replace(read, tokens=tokens, corrections=read.corrections + sum(
                     a != b for a, b in zip(read.tokens, tokens)))
     return out
-
-
-def _off(tokens: Sequence[str], length: float) -> bool:
-    """Whether a complete measure of the staff is not `length` long (else nothing to mend)."""
-    symbols = [sem.parse_token(t) for t in tokens]
-    return any(abs(measure_length(tokens[a:b]) - length) >= EPS
-               for a, b, _ in complete_measures(symbols, unmetred=True))
 
 
 def _places(systems: Sequence[int]) -> list[int]:
