@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import multiprocessing as mp
 import os
+import re
 import signal
 import time
 from collections import deque
@@ -53,6 +54,7 @@ class Job:
     name: str  # the input as given ("-" for standard input)
     target: str | None  # where its result goes; None: standard output (or a JSON Lines stream)
     preview: str | None = None
+    parts: tuple[str, ...] = ()  # --join: the inputs read as one piece's pages; () just `name`
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,14 @@ class Converter:
                        seconds=time.perf_counter() - clock)
 
     def _read(self, job: Job, data: bytes | None, clock: float) -> Outcome:
-        from .document import read_document
+        from .document import read_document, read_piece
 
         o = self.options
-        doc = read_document(self.recognizer, job.name, data, o.single_staff, o.pages,
-                            Path(job.preview) if job.preview else None)
+        preview = Path(job.preview) if job.preview else None
+        if job.parts:
+            doc = read_piece(self.recognizer, job.parts, o.single_staff, o.pages, preview)
+        else:
+            doc = read_document(self.recognizer, job.name, data, o.single_staff, o.pages, preview)
         records = tuple(_record(p.label, p.score, p.error) for p in doc.pages)
         rendered = None if o.fmt == "jsonl" else render(doc.score, o, job.name)
         return Outcome(job, rendered, records, tuple(doc.warnings), pages=len(doc.pages),
@@ -152,17 +157,24 @@ def expand(inputs: Sequence[str]) -> list[tuple[str, Path]]:
     for name in inputs:
         path = Path(name)
         if name != "-" and path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and p.suffix.lower() in INPUT_SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            found = sorted((p for p in path.rglob("*") if p.is_file()
+                            and p.suffix.lower() in INPUT_SUFFIXES
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts)),
+                           key=lambda p: natural(str(p)))
             out += [(str(p), p.relative_to(path)) for p in found]
         elif not path.exists() and _GLOB & set(name):
-            matches = sorted(glob.glob(name, recursive=True))
+            matches = sorted(glob.glob(name, recursive=True), key=natural)
             out += [(m, Path(Path(m).name)) for m in matches if Path(m).is_file()] or \
                 [(name, Path(path.name))]
         else:
             out.append((name, Path(path.name)))
     return out
+
+
+def natural(name: str) -> tuple:
+    """The sort key that puts page2.png before page10.png, as a person numbers pages."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part)
+                 for part in re.split(r"(\d+)", name))
 
 
 def plan(entries: list[tuple[str, Path]], output: str | None, fmt: str) -> list[Job]:

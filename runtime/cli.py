@@ -3,7 +3,8 @@
 Every failure a user can cause (bad file, no staff, missing model) becomes one line on stderr
 and a non-zero exit status, never a traceback; one bad input does not stop the others. Several
 inputs, a folder or a glob make a batch (runtime/batch.py): outputs that exist are skipped
-unless --force, --jobs N reads with N worker processes, and a summary closes the run.
+unless --force, --jobs N reads with N worker processes, and a summary closes the run; with
+--join they are one piece's pages instead, read into one output (omr.document.read_piece).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def _warn(message: str) -> None:
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes for a batch, each with its own model.")
 @click.option("--force", is_flag=True, help="In a batch, read inputs again whose output exists.")
+@click.option("--join", is_flag=True,
+              help="The inputs are one piece's pages, in the order given (a folder's or a "
+                   "glob's in natural order: p2 before p10): one output, named after the "
+                   "first, with the time signature carried from page to page.")
 @click.option("--staff", is_flag=True, help="Each input is a single-staff crop.")
 @click.option("--model", "model", default=None,
               help="crnn, tromr or an ONNX file (default: TrOMR for the staves of a system of "
@@ -60,7 +65,7 @@ def _warn(message: str) -> None:
               help="Keep the clef the model guesses where it cannot see one, instead of "
                    "reading that staff in treble clef.")
 def cli(inputs: tuple[str, ...], output: str | None, fmt: str, pages: str | None, jobs: int,
-        force: bool, staff: bool, model: str | None, device: str, preview: str | None,
+        force: bool, join: bool, staff: bool, model: str | None, device: str, preview: str | None,
         tempo: float, program: int, play: bool, keep_clef: bool) -> None:
     """Read printed music from INPUT... (images, PDFs, folders, globs; - is standard input)
     and write MIDI (default: INPUT.mid beside it)."""
@@ -69,10 +74,13 @@ def cli(inputs: tuple[str, ...], output: str | None, fmt: str, pages: str | None
     entries = expand(inputs)
     if not entries:
         _setup_error(f"no images or PDFs in {', '.join(inputs)}")
-    several = inputs != (STDIO,) and (len(entries) > 1 or jobs > 1 or any(
+    several = not join and inputs != (STDIO,) and (len(entries) > 1 or jobs > 1 or any(
         Path(i).is_dir() for i in inputs if i != STDIO))
     if STDIO in inputs and len(inputs) > 1:
         _setup_error("- (standard input) must be the only input")
+    if join and (STDIO in inputs or jobs > 1):
+        _setup_error("--join reads files' pages in order, in one process: "
+                     "not with - or --jobs")
     if output == STDIO and several and fmt != "jsonl":
         _setup_error("-o - writes one result: give one input, or use --format jsonl")
     if play and several:
@@ -88,11 +96,12 @@ def cli(inputs: tuple[str, ...], output: str | None, fmt: str, pages: str | None
                           _threads(jobs), preview)
     try:
         if fmt == "jsonl":
-            failed = _jsonl(entries, output, options, jobs)
+            failed = _jsonl(entries, output, options, jobs, join)
         elif several:
             failed = _batch(entries, output, options, jobs, force)
         else:
-            failed = _single(entries[0][0], output, options, play)
+            parts = tuple(name for name, _ in entries) if join else ()
+            failed = _single(entries[0][0], output, options, play, parts)
     except SetupError as err:
         _setup_error(str(err))
     sys.exit(EXIT_INPUT if failed else 0)
@@ -109,20 +118,23 @@ def _threads(jobs: int) -> int | None:
     return threads_per_worker(jobs) if jobs > 1 else None
 
 
-def _single(name: str, output: str | None, options: ReadOptions, play: bool) -> bool:
-    """One input, written to -o, beside the input, or to standard output."""
+def _single(name: str, output: str | None, options: ReadOptions, play: bool,
+            parts: tuple[str, ...] = ()) -> bool:
+    """One input (or the `parts` of one piece, --join), written to -o, beside the input, or to
+    standard output."""
     from .batch import run, write_result
 
     target = _target(name, output, options.fmt)
-    job = Job(name, None if target is None else str(target), options.preview)
+    job = Job(name, None if target is None else str(target), options.preview, parts)
     if name == STDIO:
         outcome = _read_stdin(job, options)
     else:
         (outcome,) = run([job], options)
     for warning in outcome.warnings:
         _warn(warning)
+    label = "--join" if parts else name  # a piece's error names its own page
     if outcome.error is not None:
-        _fail(f"{name}: {outcome.error}")
+        _fail(f"{label}: {outcome.error}")
         return True
     try:
         if target is None:
@@ -132,7 +144,7 @@ def _single(name: str, output: str | None, options: ReadOptions, play: bool) -> 
     except OSError as err:
         from .batch import error_message
 
-        _fail(f"{name}: {error_message(err)}")
+        _fail(f"{label}: {error_message(err)}")
         return True
     if play:
         _play(outcome, options)
@@ -239,12 +251,14 @@ def _summary(done: int, pages: int, skipped: int, failed: list[tuple[str, str]],
 
 
 def _jsonl(entries: list[tuple[str, Path]], output: str | None, options: ReadOptions,
-           jobs: int) -> bool:
+           jobs: int, join: bool = False) -> bool:
     """One JSON line per page, in input order, streamed to stdout or written to -o."""
     from .batch import run
     from .writers import write_atomic
 
     planned = [Job(name, None) for name, _ in entries]
+    if join:
+        planned = [Job(entries[0][0], None, parts=tuple(name for name, _ in entries))]
     if planned and planned[0].name == STDIO:
         outcomes = iter([_read_stdin(planned[0], options)])
     else:

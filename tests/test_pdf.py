@@ -218,3 +218,54 @@ def test_damaged_pdfs_give_pdf_errors_or_pages_never_anything_else():
         except PdfError:
             seen.add("error")
     assert seen == {"page", "broken page", "error"}
+
+
+def test_joined_images_read_as_one_piece_like_a_pdf(tmp_path, engraved, score_pdf):
+    """A piece scanned page by page: the images, joined, read as the PDF of them does, in
+    natural order (page9 before page10), one output named after the first page."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for number, page in zip((9, 10, 11), engraved[0]):
+        cv2.imwrite(str(folder / f"page{number}.png"), page)
+    result = run(str(folder), "--join", "--format", "json", "--preview",
+                 str(tmp_path / "look.png"))
+    assert result.exit_code == 0, result.stderr
+    joined = json.loads((folder / "page9.json").read_text())["staves"]
+    assert sorted(p.name for p in folder.iterdir()) == ["page10.png", "page11.png",
+                                                       "page9.json", "page9.png"]
+    assert [s["page"] for s in joined] == [k + 1 for k, n in enumerate(STAFF_COUNTS)
+                                           for _ in range(n)]
+    assert [s["system"] for s in joined] == list(range(sum(STAFF_COUNTS)))
+    assert sorted(p.name for p in tmp_path.glob("look-p*.png")) == [
+        "look-p1.png", "look-p2.png", "look-p3.png"]
+    flat = [t for page in engraved[1] for t in page]
+    for k, staff in enumerate(joined):
+        near = [difflib.SequenceMatcher(None, staff["tokens"], t).ratio() for t in flat]
+        assert int(np.argmax(near)) == k and near[k] > 0.8, (k, near)
+    # The PDF of the same pages and the same pages joined with it: one piece, pages in turn.
+    result = run(str(score_pdf), str(folder / "page9.png"), "--join", "--pages", "2",
+                 "--format", "jsonl")
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["image"] for r in records] == [f"{score_pdf}#page=2", str(folder / "page9.png")]
+    assert [len(r["staves"]) for r in records] == [STAFF_COUNTS[1], STAFF_COUNTS[0]]
+
+
+def test_a_joined_page_without_staves_is_skipped_and_a_missing_one_fails_the_piece(
+        tmp_path, engraved):
+    blank, first = tmp_path / "p1.png", tmp_path / "p2.png"
+    cv2.imwrite(str(blank), np.full((2339, 1654), 255, np.uint8))
+    cv2.imwrite(str(first), engraved[0][0])
+    out = tmp_path / "piece.mid"
+    result = run(str(blank), str(first), "--join", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if "skipped" in line][0].startswith(
+        f"omr-run: warning: {blank}: skipped: ")
+    before = out.read_bytes()
+    result = run(str(first), str(tmp_path / "p3.png"), "--join", "-o", str(out))
+    assert_error = result.stderr.splitlines()
+    assert result.exit_code == 1 and assert_error == [
+        f"omr-run: error: --join: no such file: {tmp_path / 'p3.png'}"]
+    assert out.read_bytes() == before  # what was written before is kept
+    result = run(str(first), str(first), "--join", "--jobs", "2")
+    assert result.exit_code == 2 and "--join" in result.stderr
