@@ -3,17 +3,22 @@
 The staves of one system sound together measure by measure: measure k of every staff of a
 system starts at the same time, and lasts as long as the longest of them. So a staff that was
 misread (a duration wrong, a note missed) falls back into step at its next barline instead of
-drifting against the other hand for the rest of the page. A part is read as one sequence, its
-staves one after the other, so a tie at the end of one staff reaches the next staff's first note.
+drifting against the other hand for the rest of the page. Where every staff read a measure a
+little short of the time signature (a note missed, a sixteenth read as a thirty-second), the
+measure lasts as the signature says, so that the page keeps its beat and the MIDI file's bars
+after it (_played). A part is read as one sequence, its staves one after the other, so a tie at the end
+of one staff reaches the next staff's first note.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from . import semantic as sem
+from .decode import EPS, PAGE_REACH
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class StaffPlan:
     part: int
     first_token: int  # where its tokens start in its part's sequence
     bounds: tuple[float, ...]
+    metres: tuple[float | None, ...] = ()  # each measure's signed length; None: none signed yet
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def arrange(systems: Sequence[Sequence[Sequence[str]]]) -> Arrangement:
             starts.append((len(starts), s, j, len(sequences[j])))
             sequences[j] += tokens
     layouts = [sem.layout(seq) for seq in sequences]
-    plans = [StaffPlan(staff, s, j, first, _bounds(layouts[j], first, _next_first(starts, j, staff)))
+    plans = [StaffPlan(staff, s, j, first, *_bounds(layouts[j], first, _next_first(starts, j, staff)))
              for staff, s, j, first in starts]
     measures = _measures(plans, len(systems))
     arranged = Arrangement((), (), measures, tuple(plans), tuple(map(tuple, sequences)),
@@ -158,44 +164,106 @@ def _next_first(starts: list[tuple[int, int, int, int]], part: int, staff: int) 
     return next((first for st, _, j, first in starts if j == part and st > staff), None)
 
 
-def _bounds(placed: sem.Layout, first: int, end: int | None) -> tuple[float, ...]:
+def _bounds(placed: sem.Layout, first: int, end: int | None
+            ) -> tuple[tuple[float, ...], tuple[float | None, ...]]:
     """Measure bounds of the staff whose tokens are [first, end) of its part: its start, every
-    barline after some sound, a multirest's inner bars, and its end if a barline is not there."""
+    barline after some sound, a multirest's inner bars, and its end if a barline is not there;
+    and the length the part's time signature gives each measure (None before any)."""
     events = [e for e in placed.events if e.token >= first and (end is None or e.token < end)]
     later = [e for e in placed.events if end is not None and e.token >= end]
     start = events[0].onset if events else (later[0].onset if later else placed.length)
     stop = later[0].onset if later else placed.length
-    bounds, sounded, measure = [start], False, 4.0
+    signed = [e.item.measure for e in placed.events
+              if e.token < first and isinstance(e.item, sem.TimeSignature)]
+    measure = signed[-1] if signed else None  # a later system keeps its part's signature
+    bounds, metres, sounded = [start], [measure], False
     for e in events:
         if isinstance(e.item, sem.TimeSignature):
             measure = e.item.measure
+            if not sounded:
+                metres[-1] = measure
         elif isinstance(e.item, sem.MultiRest):
-            bounds += [e.onset + k * measure for k in range(1, e.item.measures)]
+            inner = [e.onset + k * (measure or 4.0) for k in range(1, e.item.measures)]
+            bounds += inner
+            metres += [measure] * len(inner)
             sounded = True
         elif isinstance(e.item, sem.Group):
             sounded = True
         elif isinstance(e.item, sem.Barline) and sounded:
             # A barline with no sound since the last one (right after the clef) starts nothing.
             bounds.append(e.onset)
+            metres.append(measure)
             sounded = False
     # Only the ring of a note held over the last barline (a chord read with members of two
     # lengths) after it: no measure starts there.
-    return tuple(bounds + ([stop] if stop > bounds[-1] and sounded else []))
+    if stop > bounds[-1] and sounded:
+        return tuple(bounds + [stop]), tuple(metres)
+    return tuple(bounds), tuple(metres[:-1])
 
 
 def _measures(plans: list[StaffPlan], systems: int) -> tuple[tuple[Measure, ...], ...]:
+    """Each system's measures: measure k lasts as long as the longest staff's measure k, or as
+    the part's time signature gives it where that is a little longer and the part's measures
+    bear the signature out (_played)."""
+    trusted = _trusted_metres(plans)
+    rows = [[p for p in plans if p.system == s] for s in range(systems)]
+    read = [_read_lengths(mine) for mine in rows]
     out, start = [], 0.0
-    for s in range(systems):
-        mine = [p for p in plans if p.system == s]
-        count = max((len(p.bounds) - 1 for p in mine), default=0)
-        lengths = [max((p.bounds[k + 1] - p.bounds[k] for p in mine if k + 1 < len(p.bounds)),
-                       default=0.0) for k in range(count)]
+    for s, mine in enumerate(rows):
         row = []
-        for length in lengths or [0.0]:
+        for k, length in enumerate(read[s] or [0.0]):
+            metre = max((p.metres[k] for p in mine if k < len(p.metres)
+                         and (p.part, p.metres[k]) in trusted), default=None)
+            if metre is not None:
+                length = _played(s, k, read, metre)
             row.append(Measure(start, length))
             start += length
         out.append(tuple(row))
     return tuple(out)
+
+
+def _read_lengths(staves: list[StaffPlan]) -> list[float]:
+    count = max((len(p.bounds) - 1 for p in staves), default=0)
+    return [max((p.bounds[k + 1] - p.bounds[k] for p in staves if k + 1 < len(p.bounds)),
+                default=0.0) for k in range(count)]
+
+
+def _played(s: int, k: int, read: list[list[float]], metre: float) -> float:
+    """How long measure k of system s lasts as played, read `read[s][k]` under a signature of
+    `metre`. A measure read a little short of its metre (a note missed, a sixteenth read as a
+    thirty-second) is a misreading, not a shorter measure: held to its metre, the part keeps
+    the beat after it, in step with the bars of the MIDI file, instead of running early to the
+    page's end (MusicXML fills it with an invisible rest). A measure read long keeps its length:
+    its notes are all there to be played, and MusicXML can only show it overfull. Measures
+    read short keep their length too where they were more likely printed so: more than a
+    quarter short (decode.PAGE_REACH); a system's last and the next one's first that make one
+    measure together (old music breaks measures over a system's end); the page's first (an
+    upbeat) and its last (which completes the upbeat)."""
+    length, last = read[s][k], len(read) - 1
+    if length >= metre or length < (1 - PAGE_REACH) * metre - EPS:
+        return length
+    if (s, k) in ((0, 0), (last, len(read[last]) - 1)):
+        return length
+    if k == 0 and s and read[s - 1] and abs(read[s - 1][-1] + length - metre) <= EPS:
+        return length
+    if k == len(read[s]) - 1 and s < last and read[s + 1] and \
+            abs(read[s + 1][0] + length - metre) <= EPS:
+        return length
+    return metre
+
+
+def _trusted_metres(plans: list[StaffPlan]) -> set[tuple[int, float]]:
+    """(part, length) of each signature that at least as many of the part's measures read as
+    any other length: a signature misread (4/4 on a page in 3/4) would otherwise add a rest
+    to every measure."""
+    counts: dict[tuple[int, float], Counter] = {}
+    for p in plans:
+        for k, metre in enumerate(p.metres):
+            if metre is not None:  # the first and last measures bear it out too
+                length = round((p.bounds[k + 1] - p.bounds[k]) * 1024) / 1024
+                counts.setdefault((p.part, metre), Counter())[length] += 1
+    return {key for key, seen in counts.items()
+            if seen[key[1]] and seen[key[1]] >= max(seen.values())}
 
 
 def _plan_of(plans: list[StaffPlan], token: int) -> StaffPlan:

@@ -155,3 +155,17 @@ def test_omr_eval_groups_the_engines_staves_into_systems(tmp_path):
     rows = [{"id": s.id, "system": system_of(s), "prediction": STAFF, "reference": STAFF,
              "notes": asdict(staff_note_score(STAFF, STAFF))} for s in staves]
     assert "per system (1): onset+pitch P 100.0 R 100.0 F1 100.0%" in note_report(rows)
+
+
+def test_a_staffs_notes_are_scored_where_the_midi_plays_them():
+    from omr.midi import sounded
+
+    ref = ["clef-G2", "timeSignature-C", "note-C5_whole", "barline", "note-D5_quarter",
+           "note-E5_quarter", "note-F5_half", "barline", "note-G5_whole", "barline",
+           "note-A5_whole", "barline"]
+    missed = [t for t in ref if t != "note-E5_quarter"]  # measure 2 a quarter short
+    score = staff_note_score(missed, ref)
+    # E5 lost and F5 a beat early in its measure; G5 and A5 on their beats, as printed.
+    assert (score.matched, score.reference, score.predicted) == (4, 6, 5)
+    # The MIDI file plays G5 on beat 9, where the score counts it.
+    assert (0, 79, 8 * 480, 12 * 480) in sounded([[missed]])

@@ -240,11 +240,10 @@ def measure_note_score(pred, ref) -> NoteScore:
 
 def staff_note_score(pred: Sequence[str], ref: Sequence[str], drop_tie: bool = False) -> NoteScore:
     """The notes of one staff label against its truth's (ties dropped on both sides with
-    `drop_tie`, as the SER drops them)."""
-    from omr.semantic import notes_from_tokens
-
-    return match_notes(notes_from_tokens(normalise(pred, drop_tie)),
-                       notes_from_tokens(normalise(ref, drop_tie)))
+    `drop_tie`, as the SER drops them), placed as the MIDI and MusicXML writers place them: a
+    system of one staff (`system_note_score`), whose measures read a little short of their
+    metre last as the metre says (omr.parts)."""
+    return system_note_score([pred], [ref], drop_tie)
 
 
 def system_note_score(pred: Sequence[Sequence[str]], ref: Sequence[Sequence[str]],
