@@ -279,7 +279,7 @@ def _jsonl(entries: list[tuple[str, Path]], output: str | None, options: ReadOpt
                 _warn(warning)
             if o.error is not None:
                 failed = True
-                _fail(f"{o.job.name}: {o.error}")
+                _fail(f"{'--join' if o.job.parts else o.job.name}: {o.error}")
             text = "".join(json.dumps(r) + "\n" for r in o.records)
             if output in (None, STDIO):
                 click.echo(text, nl=False)

@@ -236,13 +236,14 @@ def _played(s: int, k: int, read: list[list[float]], metre: float) -> float:
     page's end (MusicXML fills it with an invisible rest). A measure read long keeps its length:
     its notes are all there to be played, and MusicXML can only show it overfull. Measures
     read short keep their length too where they were more likely printed so: more than a
-    quarter short (decode.PAGE_REACH); a system's last and the next one's first that make one
-    measure together (old music breaks measures over a system's end); the page's first (an
-    upbeat) and its last (which completes the upbeat)."""
+    quarter short (decode.PAGE_REACH), as an upbeat mostly is (the 8 of camera-primus's 100
+    incipits that open with one: 1/8 to 2/3 of their measure); a system's last and the next
+    one's first that make one measure together (old music breaks measures over a system's end);
+    the page's last (which completes an upbeat)."""
     length, last = read[s][k], len(read) - 1
     if length >= metre or length < (1 - PAGE_REACH) * metre - EPS:
         return length
-    if (s, k) in ((0, 0), (last, len(read[last]) - 1)):
+    if (s, k) == (last, len(read[last]) - 1):
         return length
     if k == 0 and s and read[s - 1] and abs(read[s - 1][-1] + length - metre) <= EPS:
         return length

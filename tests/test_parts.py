@@ -67,6 +67,10 @@ def test_an_upbeat_and_the_last_measure_keep_their_own_length():
               "barline", "note-D5_half.", "barline", "note-E5_half", "barline"]
     assert _onsets([tokens]) == [0.0, 1.0, 4.0, 7.0]
     assert arrange([[tokens]]).length == 9.0
+    # A first measure a little short is no upbeat: an eighth lost in 4/4.
+    misread = ["clef-G2", "timeSignature-C", "note-C5_half.", "note-D5_eighth", "barline",
+               "note-E5_whole", "barline", "note-F5_whole", "barline"]
+    assert _onsets([misread]) == [0.0, 3.0, 4.0, 8.0]
 
 
 def test_a_signature_the_measures_do_not_bear_out_adds_no_rest():
