@@ -112,9 +112,12 @@ def read_piece(recognizer: Recognizer, names: Sequence[str], single_staff: bool 
         for name in names:
             data = load_bytes(name)
             if pdf.is_pdf(data) or name.lower().endswith(".pdf"):
-                for page in _pdf_pages(name, data, pages):
-                    number += 1
-                    yield replace(page, number=number)
+                try:
+                    for page in _pdf_pages(name, data, pages):
+                        number += 1
+                        yield replace(page, number=number)
+                except pdf.PdfError as err:  # the whole file: say which of the piece's
+                    raise pdf.PdfError(f"{name}: {err}") from err
             else:
                 number += 1
                 yield _Source(name, number, _decoded(name, data))

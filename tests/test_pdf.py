@@ -267,5 +267,10 @@ def test_a_joined_page_without_staves_is_skipped_and_a_missing_one_fails_the_pie
     assert result.exit_code == 1 and assert_error == [
         f"omr-run: error: --join: no such file: {tmp_path / 'p3.png'}"]
     assert out.read_bytes() == before  # what was written before is kept
+    broken = tmp_path / "p4.pdf"
+    broken.write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 99)
+    result = run(str(first), str(broken), "--join", "-o", str(out))
+    assert result.exit_code == 1 and result.stderr.startswith(f"omr-run: error: --join: {broken}: ")
+    assert out.read_bytes() == before
     result = run(str(first), str(first), "--join", "--jobs", "2")
     assert result.exit_code == 2 and "--join" in result.stderr
