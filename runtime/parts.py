@@ -74,8 +74,10 @@ class Arrangement:
         return self.measures[plan.system][k].start + t - plan.bounds[k]
 
 
-def arrange(systems: Sequence[Sequence[Sequence[str]]]) -> Arrangement:
-    """Systems (each a list of staff labels, top to bottom) to parts aligned measure by measure."""
+def arrange(systems: Sequence[Sequence[Sequence[str]]], hold: bool = True) -> Arrangement:
+    """Systems (each a list of staff labels, top to bottom) to parts aligned measure by measure;
+    `hold`: measures read a little short last as their metre says (_played; off: as read, which
+    benchmarks/bench_measures.py compares)."""
     parts = max((len(s) for s in systems), default=0)
     sequences: list[list[str]] = [[] for _ in range(parts)]
     starts: list[tuple[int, int, int, int]] = []  # staff, system, part, first token
@@ -86,7 +88,7 @@ def arrange(systems: Sequence[Sequence[Sequence[str]]]) -> Arrangement:
     layouts = [sem.layout(seq) for seq in sequences]
     plans = [StaffPlan(staff, s, j, first, *_bounds(layouts[j], first, _next_first(starts, j, staff)))
              for staff, s, j, first in starts]
-    measures = _measures(plans, len(systems))
+    measures = _measures(plans, len(systems), hold)
     arranged = Arrangement((), (), measures, tuple(plans), tuple(map(tuple, sequences)),
                            tuple(layouts), 0.0)
     notes: list[PageNote] = []
@@ -201,11 +203,12 @@ def _bounds(placed: sem.Layout, first: int, end: int | None
     return tuple(bounds), tuple(metres[:-1])
 
 
-def _measures(plans: list[StaffPlan], systems: int) -> tuple[tuple[Measure, ...], ...]:
-    """Each system's measures: measure k lasts as long as the longest staff's measure k, or as
-    the part's time signature gives it where that is a little longer and the part's measures
-    bear the signature out (_played)."""
-    trusted = _trusted_metres(plans)
+def _measures(plans: list[StaffPlan], systems: int, hold: bool = True
+              ) -> tuple[tuple[Measure, ...], ...]:
+    """Each system's measures: measure k lasts as long as the longest staff's measure k, or, where
+    that was read a little short of the part's time signature and the part's measures bear the
+    signature out, as the signature says (_played)."""
+    trusted = _trusted_metres(plans) if hold else set()
     rows = [[p for p in plans if p.system == s] for s in range(systems)]
     read = [_read_lengths(mine) for mine in rows]
     out, start = [], 0.0
@@ -220,6 +223,16 @@ def _measures(plans: list[StaffPlan], systems: int) -> tuple[tuple[Measure, ...]
             start += length
         out.append(tuple(row))
     return tuple(out)
+
+
+def held(arranged: Arrangement) -> list[tuple[int, int, float, float]]:
+    """(system, measure, length read, length played) of each measure held to its metre."""
+    out = []
+    for s, row in enumerate(arranged.measures):
+        read = _read_lengths([p for p in arranged.plans if p.system == s])
+        out += [(s, k, x, m.length) for k, (x, m) in enumerate(zip(read, row))
+                if abs(m.length - x) > EPS]
+    return out
 
 
 def _read_lengths(staves: list[StaffPlan]) -> list[float]:

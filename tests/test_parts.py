@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omr.parts import arrange, shared_rests
+from omr.parts import arrange, held, shared_rests
 
 RIGHT = ["clef-G2", "timeSignature-C", "multirest-2", "barline", "note-B4_whole", "barline",
          "note-C5_whole", "barline"]
@@ -56,6 +56,8 @@ def test_a_measure_read_short_keeps_the_beat_after_it():
     tokens = ["clef-G2", "timeSignature-C", "note-C5_whole", "barline", "note-D5_half.",
               "barline", "note-E5_whole", "barline", "note-F5_whole", "barline"]
     assert _onsets([tokens]) == [0.0, 4.0, 8.0, 12.0]
+    assert held(arrange([[tokens]])) == [(0, 1, 3.0, 4.0)]
+    assert [n.onset for n in arrange([[tokens]], hold=False).notes] == [0.0, 4.0, 7.0, 11.0]
     # Also into the next system, which prints no signature.
     later = ["clef-G2", "note-G5_quarter", "note-G5_half", "barline", "note-A5_whole",
              "barline"]

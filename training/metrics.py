@@ -247,14 +247,15 @@ def staff_note_score(pred: Sequence[str], ref: Sequence[str], drop_tie: bool = F
 
 
 def system_note_score(pred: Sequence[Sequence[str]], ref: Sequence[Sequence[str]],
-                      drop_tie: bool = False) -> NoteScore:
+                      drop_tie: bool = False, hold: bool = True) -> NoteScore:
     """A system's staves (top to bottom) against its truth's, the staves in step measure by
     measure (omr.parts): a misread staff loses only the notes of the measures it misreads.
-    A note matches only a note of the same staff of the system."""
+    A note matches only a note of the same staff of the system. `hold` as omr.parts.arrange
+    takes it."""
     from omr.parts import arrange
 
     def notes(staves):
-        return arrange([[normalise(s, drop_tie) for s in staves]]).notes
+        return arrange([[normalise(s, drop_tie) for s in staves]], hold).notes
 
     return match_notes(notes(pred), notes(ref))
 
